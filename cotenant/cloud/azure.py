@@ -1,0 +1,214 @@
+"""The ``azure`` backend: real Azure through the Azure SDKs.
+
+Deployments use the ARM JSON compiled from ``bicep/tenant/<module>.bicep`` by ``bicep build``
+(``bicep/tenant/<module>.json``); a missing compiled template is a clear, permanent error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from azure.core import PipelineClient
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ResourceNotFoundError
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
+from azure.core.rest import HttpRequest
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.resource.deployments import DeploymentsMgmtClient
+from azure.mgmt.resource.resources import ResourceManagementClient
+
+from cotenant.cloud.base import (
+    CloudError,
+    Deployment,
+    DeploymentState,
+    KeyInfo,
+    ResourceGroupState,
+    RoleGrant,
+    VmInfo,
+)
+from cotenant.cloud.errors import cloud_errors
+from cotenant.cloud.keyvault import KeyVaultKeys
+from cotenant.cloud.queues import QueueCommands
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "bicep" / "tenant"
+_ARM_ENDPOINT = "https://management.azure.com"
+_IDENTITY_API = "2023-01-31"
+_VAULT_API = "2023-07-01"
+_ARM_STATES = {
+    "Succeeded": DeploymentState.SUCCEEDED,
+    "Failed": DeploymentState.FAILED,
+    "Canceled": DeploymentState.CANCELED,
+}
+
+
+def load_template(module: str, templates_dir: Path = TEMPLATES_DIR) -> dict[str, Any]:
+    path = templates_dir / f"{module}.json"
+    if not path.is_file():
+        raise CloudError(
+            f"compiled template {path.name} is missing: run `bicep build "
+            f"bicep/tenant/{module}.bicep` (CI does this) before deploying to Azure",
+            resource=str(path))
+    return json.loads(path.read_text())
+
+
+def _deployment(resource_group: str, name: str, module: str, raw: Any) -> Deployment:
+    props = raw.properties
+    state = _ARM_STATES.get(props.provisioning_state or "", DeploymentState.RUNNING)
+    error = props.error
+    outputs = {k: v.get("value") for k, v in (props.outputs or {}).items()}
+    detail = error
+    while detail is not None and detail.details:  # the innermost error is the useful one
+        detail = detail.details[0]
+    return Deployment(
+        resource_group=resource_group, name=name, module=module, state=state,
+        error_code=detail.code if detail else None,
+        error=detail.message if detail else None, outputs=outputs,
+    )
+
+
+class AzureCloud:
+    """Azure Resource Manager, Key Vault, Authorization, Compute and Storage queues."""
+
+    name = "azure"
+
+    def __init__(self, *, subscription_id: str, credential: TokenCredential,
+                 queues: QueueCommands, templates_dir: Path = TEMPLATES_DIR,
+                 vault_suffix: str = "vault.azure.net", **client_options: Any) -> None:
+        self.subscription_id = subscription_id
+        self._templates_dir = templates_dir
+        self._vault_suffix = vault_suffix
+        self._resources = ResourceManagementClient(credential, subscription_id, **client_options)
+        self._deployments = DeploymentsMgmtClient(credential, subscription_id, **client_options)
+        self._authorization = AuthorizationManagementClient(
+            credential, subscription_id, **client_options)
+        self._compute = ComputeManagementClient(credential, subscription_id, **client_options)
+        self._keys = KeyVaultKeys(credential, self.vault_url, **client_options)
+        self._queues = queues
+        self._arm = PipelineClient(_ARM_ENDPOINT, policies=[
+            RetryPolicy(**client_options),
+            BearerTokenCredentialPolicy(credential, f"{_ARM_ENDPOINT}/.default"),
+        ], **client_options)
+
+    # resource groups -----------------------------------------------------------------
+    def ensure_resource_group(self, name: str, location: str, tags: dict[str, str]) -> None:
+        with cloud_errors("create resource group", name):
+            self._resources.resource_groups.create_or_update(
+                name, {"location": location, "tags": tags})
+
+    def resource_group_state(self, name: str) -> ResourceGroupState:
+        with cloud_errors("read resource group", name):
+            try:
+                group = self._resources.resource_groups.get(name)
+            except ResourceNotFoundError:
+                return ResourceGroupState.NOT_FOUND
+        if (group.properties and group.properties.provisioning_state) == "Deleting":
+            return ResourceGroupState.DELETING
+        return ResourceGroupState.EXISTS
+
+    def begin_delete_resource_group(self, name: str) -> ResourceGroupState:
+        state = self.resource_group_state(name)
+        if state is ResourceGroupState.EXISTS:
+            with cloud_errors("delete resource group", name):
+                self._resources.resource_groups.begin_delete(name, polling=False)
+            return ResourceGroupState.DELETING
+        return state
+
+    # deployments ---------------------------------------------------------------------
+    def start_deployment(self, resource_group: str, name: str, module: str,
+                         parameters: dict[str, Any]) -> Deployment:
+        existing = self.get_deployment(resource_group, name)
+        if existing.state in (DeploymentState.RUNNING, DeploymentState.SUCCEEDED):
+            return existing.model_copy(update={"module": module})
+        template = load_template(module, self._templates_dir)
+        body = {"properties": {
+            "mode": "Incremental",
+            "template": template,
+            "parameters": {k: {"value": v} for k, v in parameters.items()},
+        }, "tags": {"cotenant-module": module}}
+        with cloud_errors(f"start deployment of module {module}", f"{resource_group}/{name}"):
+            self._deployments.deployments.begin_create_or_update(
+                resource_group, name, body, polling=False)
+        return Deployment(resource_group=resource_group, name=name, module=module,
+                          state=DeploymentState.RUNNING)
+
+    def get_deployment(self, resource_group: str, name: str) -> Deployment:
+        with cloud_errors("read deployment", f"{resource_group}/{name}"):
+            try:
+                raw = self._deployments.deployments.get(resource_group, name)
+            except ResourceNotFoundError:
+                return Deployment(resource_group=resource_group, name=name,
+                                  state=DeploymentState.NOT_FOUND)
+        module = (raw.tags or {}).get("cotenant-module", "")
+        return _deployment(resource_group, name, module, raw)
+
+    # keys ----------------------------------------------------------------------------
+    def vault_url(self, vault_name: str) -> str:
+        return f"https://{vault_name}.{self._vault_suffix}"
+
+    def ensure_key(self, vault_name: str, key_name: str, *, release_policy: dict[str, Any],
+                   size: int = 2048) -> KeyInfo:
+        return self._keys.ensure_key(vault_name, key_name, release_policy=release_policy,
+                                     size=size)
+
+    def get_key(self, vault_name: str, key_name: str) -> KeyInfo:
+        return self._keys.get_key(vault_name, key_name)
+
+    def new_key_version(self, vault_name: str, key_name: str, *,
+                        release_policy: dict[str, Any], after_version: str) -> KeyInfo:
+        return self._keys.new_key_version(vault_name, key_name, release_policy=release_policy,
+                                          after_version=after_version)
+
+    def set_release_policy(self, vault_name: str, key_name: str,
+                           release_policy: dict[str, Any]) -> KeyInfo:
+        return self._keys.set_release_policy(vault_name, key_name, release_policy)
+
+    # identities, grants, VMs ---------------------------------------------------------
+    def _resource_id(self, resource_group: str, provider: str, name: str) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{resource_group}"
+                f"/providers/{provider}/{name}")
+
+    def list_key_grants(self, resource_group: str, vault_name: str,
+                        key_name: str) -> list[RoleGrant]:
+        scope = self._resource_id(resource_group, "Microsoft.KeyVault/vaults",
+                                  f"{vault_name}/keys/{key_name}")
+        with cloud_errors("read role assignments", scope):
+            found = self._authorization.role_assignments.list_for_scope(
+                scope, filter="atScope()")
+            return [RoleGrant(scope=a.scope, principal_id=a.principal_id,
+                              role_definition_id=a.role_definition_id) for a in found]
+
+    def principal_id(self, resource_group: str, identity_name: str) -> str:
+        rid = self._resource_id(resource_group, "Microsoft.ManagedIdentity/userAssignedIdentities",
+                                identity_name)
+        with cloud_errors("read managed identity", rid):
+            resource = self._resources.resources.get_by_id(rid, api_version=_IDENTITY_API)
+        return str(resource.properties["principalId"])
+
+    def get_vm(self, resource_group: str, vm_name: str) -> VmInfo:
+        with cloud_errors("read virtual machine", f"{resource_group}/{vm_name}"):
+            vm = self._compute.virtual_machines.get(resource_group, vm_name)
+        security = vm.security_profile.security_type if vm.security_profile else None
+        identities = vm.identity.user_assigned_identities if vm.identity else None
+        return VmInfo(
+            name=vm.name, security_type=str(security) if security else None,
+            provisioning_state=vm.provisioning_state,
+            principal_ids=[i.principal_id for i in (identities or {}).values() if i.principal_id],
+        )
+
+    def purge_vault(self, vault_name: str, location: str) -> None:
+        url = (f"{_ARM_ENDPOINT}/subscriptions/{self.subscription_id}/providers/"
+               f"Microsoft.KeyVault/locations/{location}/deletedVaults/{vault_name}/purge"
+               f"?api-version={_VAULT_API}")
+        with cloud_errors("purge vault", vault_name):
+            response = self._arm.send_request(HttpRequest("POST", url))
+        if response.status_code in (200, 202, 404):
+            return  # purged, purging, or nothing soft-deleted to purge
+        raise CloudError(f"purge vault: HTTP {response.status_code}", resource=vault_name,
+                         transient=response.status_code >= 500 or response.status_code == 429)
+
+    # guest agents --------------------------------------------------------------------
+    def send_command(self, queue_name: str, message: dict[str, Any]) -> None:
+        self._queues.send(queue_name, message)

@@ -1,0 +1,165 @@
+"""The one cloud interface the control plane's activities call.
+
+Two backends implement :class:`Cloud`: ``azure`` (the Azure SDKs against real Azure) and
+``lab`` (the same Key Vault and storage SDK clients pointed at the offline lab, plus the
+lab's resource manager). Every method is idempotent so that an activity retried or replayed
+by the Durable runtime creates nothing twice. Results are pydantic models whose
+``model_dump(mode="json")`` crosses the activity boundary.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+# Built-in Azure role that allows only the key release data action.
+RELEASE_ROLE_NAME = "Key Vault Crypto Service Release User"
+RELEASE_ROLE_ID = "08bbd89e-9f13-488c-ac41-acfcb10c90ab"
+
+# ARM error codes that mean "try again later" rather than "this will never work".
+TRANSIENT_ERROR_CODES = frozenset({
+    "InternalServerError", "ServiceUnavailable", "TooManyRequests", "GatewayTimeout",
+    "RetryableError", "Conflict", "AnotherOperationInProgress", "OperationNotAllowedRetry",
+    "AllocationFailed", "ResourceGroupBeingDeleted", "Transient",
+})
+
+
+class CloudError(Exception):
+    """A cloud call failed. ``transient`` says whether retrying can help.
+
+    The message carries the step's resource and the cloud's own message, never secrets.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, resource: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.resource = resource
+        self.code = code
+
+    def __str__(self) -> str:
+        prefix = "transient: " if self.transient else ""
+        where = f" [{self.resource}]" if self.resource else ""
+        code = f" ({self.code})" if self.code else ""
+        return f"{prefix}{self.message}{code}{where}"
+
+
+class NotFoundError(CloudError):
+    """The resource does not exist."""
+
+
+class DeploymentState(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    NOT_FOUND = "NotFound"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (DeploymentState.SUCCEEDED, DeploymentState.FAILED,
+                        DeploymentState.CANCELED)
+
+
+class Deployment(BaseModel):
+    """A resource-manager deployment of one tenant module."""
+
+    resource_group: str
+    name: str
+    module: str = ""
+    state: DeploymentState
+    error_code: str | None = None
+    error: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def retryable(self) -> bool:
+        return self.state is DeploymentState.FAILED and self.error_code in TRANSIENT_ERROR_CODES
+
+
+class KeyInfo(BaseModel):
+    """A Key Vault key's public facts (never key material)."""
+
+    vault_name: str
+    name: str
+    kid: str
+    version: str
+    key_type: str
+    exportable: bool
+    release_policy: dict[str, Any] | None = None
+
+
+class RoleGrant(BaseModel):
+    """A role assignment read back from the cloud."""
+
+    scope: str
+    principal_id: str
+    role_definition_id: str
+
+    @property
+    def is_release_role(self) -> bool:
+        return self.role_definition_id.rstrip("/").lower().endswith(RELEASE_ROLE_ID)
+
+
+class VmInfo(BaseModel):
+    """A virtual machine's security-relevant facts."""
+
+    name: str
+    security_type: str | None = None
+    provisioning_state: str | None = None
+    principal_ids: list[str] = Field(default_factory=list)
+
+
+class ResourceGroupState(StrEnum):
+    EXISTS = "Exists"
+    DELETING = "Deleting"
+    NOT_FOUND = "NotFound"
+
+
+@runtime_checkable
+class Cloud(Protocol):
+    """What the activities need from a cloud. Every call is idempotent."""
+
+    name: str
+
+    def ensure_resource_group(self, name: str, location: str, tags: dict[str, str]) -> None: ...
+
+    def resource_group_state(self, name: str) -> ResourceGroupState: ...
+
+    def begin_delete_resource_group(self, name: str) -> ResourceGroupState: ...
+
+    def start_deployment(self, resource_group: str, name: str, module: str,
+                         parameters: dict[str, Any]) -> Deployment:
+        """Start (or find the already started) deployment ``name`` of ``module``."""
+
+    def get_deployment(self, resource_group: str, name: str) -> Deployment: ...
+
+    def vault_url(self, vault_name: str) -> str: ...
+
+    def ensure_key(self, vault_name: str, key_name: str, *,
+                   release_policy: dict[str, Any], size: int = 2048) -> KeyInfo:
+        """Create the exportable RSA-HSM key with its release policy unless it exists."""
+
+    def get_key(self, vault_name: str, key_name: str) -> KeyInfo: ...
+
+    def new_key_version(self, vault_name: str, key_name: str, *,
+                        release_policy: dict[str, Any], after_version: str) -> KeyInfo:
+        """Create a version newer than ``after_version`` (no-op if one already exists)."""
+
+    def set_release_policy(self, vault_name: str, key_name: str,
+                           release_policy: dict[str, Any]) -> KeyInfo: ...
+
+    def list_key_grants(self, resource_group: str, vault_name: str,
+                        key_name: str) -> list[RoleGrant]: ...
+
+    def principal_id(self, resource_group: str, identity_name: str) -> str:
+        """The object id of a user-assigned managed identity."""
+
+    def get_vm(self, resource_group: str, vm_name: str) -> VmInfo: ...
+
+    def purge_vault(self, vault_name: str, location: str) -> None: ...
+
+    def send_command(self, queue_name: str, message: dict[str, Any]) -> None: ...
