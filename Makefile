@@ -33,3 +33,14 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) node_modules .lab .azurite .devhost
+
+# Headless Chromium and its driver (Debian packages) for the workloads' browser tests.
+.PHONY: browser
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver; \
+	fi
+
+test: browser
