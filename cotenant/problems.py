@@ -11,7 +11,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path or '<root>'}: {self.message}"
+        return f"{self.path}: {self.message}" if self.path else self.message
 
 
 def join_problems(problems: list[Problem]) -> str:

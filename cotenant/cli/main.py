@@ -13,10 +13,15 @@ import sys
 import typer
 
 # (command group name, module) — each module exposes a Typer ``app``.
-_SUBAPPS: list[tuple[str, str]] = []
+_SUBAPPS: list[tuple[str, str]] = [
+    ("spec", "cotenant.cli.spec"),
+    ("policy", "cotenant.cli.policy"),
+]
 
 # modules exposing ``register(root: typer.Typer) -> None`` for top-level commands.
-_TOP_LEVEL: list[str] = []
+_TOP_LEVEL: list[str] = [
+    "cotenant.cli.plan",
+]
 
 
 def build_app() -> typer.Typer:
