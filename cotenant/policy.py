@@ -172,7 +172,7 @@ def _combinator_of(data: dict, path: str, problems: list[Problem]) -> Combinator
 def _items_of(data: dict, combinator: str, path: str, problems: list[Problem]) -> list | None:
     items = data[combinator]
     if not isinstance(items, list) or not items:
-        problems.append(Problem(f"{path}.{combinator}", "must be a non-empty list"))
+        problems.append(Problem(_join(path, combinator), "must be a non-empty list"))
         return None
     return items
 
