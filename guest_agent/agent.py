@@ -1,0 +1,196 @@
+"""The guest agent: attest, release the allowed keys, report, then serve and obey commands."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+import httpx
+
+from cotenant.crypto.skr import ReleasedKey
+from guest_agent.backends import AttestationBackend, AttestationError, create_backend
+from guest_agent.commands import Command, CommandLoop
+from guest_agent.config import AgentConfig, KeyRef
+from guest_agent.imds import IdentityError, ImdsClient
+from guest_agent.keystore import KeyStore
+from guest_agent.queues import queue_client
+from guest_agent.release import KeyReleaser, ReleaseDenied, ReleaseFailed, load_trust_anchors
+from guest_agent.reporter import Reporter
+from guest_agent.reports import make_report
+from guest_agent.retry import TransientError
+from guest_agent.tee import Tee
+from guest_agent.unwrap import DataKeyUnwrapper
+
+log = logging.getLogger("guest_agent")
+TOKEN_MAX_AGE_SECONDS = 3600.0
+_HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Which orchestration a report answers: the startup challenge or a command's."""
+
+    instance: str
+    nonce: str
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    backend: AttestationBackend
+    reporter: Reporter
+    imds: ImdsClient
+    releaser: KeyReleaser
+    commands: CommandLoop | None = None
+    keys: KeyStore = field(init=False)
+    tee: Tee = field(init=False)
+    unwrapper: DataKeyUnwrapper = field(init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _threads: list[threading.Thread] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyStore(self.config.keys)
+        self.tee = Tee(self.backend)
+        self.unwrapper = DataKeyUnwrapper(self.config, self.keys, self._release_version)
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: AgentConfig, backend: AttestationBackend | None = None) -> Agent:
+        bundle = config.tls.resolved_bundle()
+        # trust_env: proxies (the lab routes *.vault.azure.net through one) come from the
+        # environment; URLs never do.
+        verify = ssl.create_default_context(cafile=bundle) if bundle else True
+        http = httpx.Client(timeout=_HTTP_TIMEOUT, verify=verify,
+                            follow_redirects=False, trust_env=True)
+        imds = ImdsClient(config.imds_url(), config.identity.client_id, http)
+        anchors = load_trust_anchors(bundle)
+        reporter = Reporter(queue_client(config.queues, config.queues.reports_url, imds))
+        agent = cls(
+            config=config,
+            backend=backend or create_backend(config),
+            reporter=reporter,
+            imds=imds,
+            releaser=KeyReleaser(http, imds, anchors),
+        )
+        agent.commands = CommandLoop(
+            queue_client(config.queues, config.queues.commands_url, imds),
+            agent.handle, config.queues.poll_seconds,
+        )
+        return agent
+
+    @property
+    def startup(self) -> Context:
+        return Context(self.config.orchestration.instance, self.config.orchestration.nonce)
+
+    # --- reporting ----------------------------------------------------------------------
+    def report(self, ctx: Context, event: str, *, released: ReleasedKey | None = None,
+               key: KeyRef | None = None, **extra: str | None) -> None:
+        key_id = released.kid if released else (key.kid if key else None)
+        self.reporter.send(make_report(
+            tenant=self.config.tenant, party=self.config.party, vm=self.config.vm_name,
+            instance=ctx.instance, nonce=ctx.nonce, event=event, key_id=key_id,
+            key_version=released.version if released else None, **extra,
+        ))
+
+    # --- attestation and release --------------------------------------------------------
+    def attest(self, ctx: Context) -> bool:
+        try:
+            token = self.tee.attest(ctx.nonce)
+        except (AttestationError, TransientError) as exc:
+            log.error("attestation failed: %s", exc)
+            self.report(ctx, "failed", error=f"attestation failed: {exc}",
+                        error_code="attestation")
+            return False
+        log.info("attested (nonce %s…)", ctx.nonce[:8])
+        self.report(ctx, "attested", token=token)
+        return True
+
+    def _fresh_tee(self, ctx: Context) -> bool:
+        age = self.tee.age()
+        if age is not None and age < TOKEN_MAX_AGE_SECONDS:
+            return True
+        return self.attest(ctx)
+
+    def release(self, ref: KeyRef, ctx: Context, *, version: str | None = None,
+                event: str = "released") -> ReleasedKey | None:
+        """Release ``ref`` into memory and report ``event`` (or the denial/failure)."""
+        if not self._fresh_tee(ctx):
+            return None
+        try:
+            released = self.releaser.release(ref, self.tee, version=version)
+        except ReleaseDenied as exc:
+            log.warning("%s", exc)
+            self.keys.fail(ref, exc.code, exc.reason)
+            self.report(ctx, "release-denied", key=ref, error=exc.reason, error_code=exc.code)
+            return None
+        except (ReleaseFailed, IdentityError, TransientError, AttestationError) as exc:
+            code = getattr(exc, "code", exc.__class__.__name__)
+            log.error("%s", exc)
+            self.keys.fail(ref, code, str(exc))
+            self.report(ctx, "failed", key=ref, error=str(exc), error_code=code)
+            return None
+        self.keys.put(ref, released)
+        log.info("released %s version %s", ref.label(), released.version)
+        self.report(ctx, event, released=released)
+        return released
+
+    def _release_version(self, ref: KeyRef, version: str) -> ReleasedKey:
+        """An older/newer version for one unwrap; not kept, not reported."""
+        return self.releaser.release(ref, self.tee, version=version)
+
+    def bootstrap(self) -> None:
+        """Attest with the configured challenge, then release every allowed key."""
+        ctx = self.startup
+        if not self.attest(ctx):
+            return
+        for ref in self.config.keys:
+            self.release(ref, ctx)
+
+    # --- commands -----------------------------------------------------------------------
+    def handle(self, command: Command) -> None:
+        ctx = Context(command.instance or self.startup.instance,
+                      command.nonce or self.startup.nonce)
+        log.info("command %s (%s)", command.command, command.id)
+        if command.command == "wipe":
+            self.keys.wipe()
+            return
+        if command.command == "re-attest":
+            self.attest(ctx)
+            return
+        targets = self.config.keys if command.key is None else [command.key]
+        for ref in targets:
+            allowed = self.config.find_key(ref.vault_url, ref.name)
+            if allowed is None:
+                self.report(ctx, "failed", key=ref, error_code="KeyNotAllowed",
+                            error=f"{ref.label()} is not in this agent's allow-list")
+                continue
+            self.release(allowed, ctx, version=command.version, event="rotated")
+
+    # --- background work ----------------------------------------------------------------
+    def start_background(self) -> None:
+        if self.commands is not None:
+            self.commands.start()
+        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat.start()
+        self._threads.append(beat)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.config.heartbeat_seconds):
+            self.report(self.startup, "heartbeat")
+
+    def close(self) -> None:
+        """Stop background work and drop every key from memory."""
+        self._stop.set()
+        if self.commands is not None:
+            self.commands.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.keys.wipe()
+        self.tee.forget()
+        self.imds.forget()
+        self.reporter.flush()
+        self.reporter.close()
+        self.releaser.http.close()
+        self.backend.close()

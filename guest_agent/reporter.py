@@ -1,0 +1,53 @@
+"""Send reports to the ``guest-reports`` queue; keep a small outbox across outages."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from azure.core.exceptions import AzureError
+from azure.storage.queue import QueueClient
+
+from guest_agent.reports import Report
+
+log = logging.getLogger("guest_agent.reporter")
+OUTBOX_LIMIT = 100
+
+
+class Reporter:
+    def __init__(self, client: QueueClient) -> None:
+        self._client = client
+        self._outbox: deque[Report] = deque(maxlen=OUTBOX_LIMIT)
+        self._lock = threading.Lock()
+
+    def send(self, report: Report) -> bool:
+        """Queue ``report`` (after anything still pending). False if the queue is unreachable;
+        the report then waits in the outbox for the next send or ``flush``."""
+        with self._lock:
+            self._outbox.append(report)
+            return self._flush_locked()
+
+    def flush(self) -> bool:
+        with self._lock:
+            return self._flush_locked()
+
+    @property
+    def pending(self) -> int:
+        return len(self._outbox)
+
+    def _flush_locked(self) -> bool:
+        while self._outbox:
+            report = self._outbox[0]
+            try:
+                self._client.send_message(report.to_json())
+            except AzureError as exc:
+                log.warning("report %s not sent yet: %s", report.event, exc.__class__.__name__)
+                return False
+            self._outbox.popleft()
+            log.info("reported %s%s", report.event,
+                     f" {report.key_id}" if report.key_id else "")
+        return True
+
+    def close(self) -> None:
+        self._client.close()

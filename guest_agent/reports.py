@@ -1,0 +1,114 @@
+"""The versioned report a guest agent sends to the ``guest-reports`` queue.
+
+One JSON object per queue message, base64-encoded like the Azure Functions queue trigger
+expects (``decode_message`` accepts base64 or raw JSON). ``Report.model_json_schema()`` is the
+published schema; ``schema_version`` changes only on incompatible changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from guest_agent.queues import decode_json
+
+REPORT_SCHEMA_VERSION = 1
+# Azure Storage queue messages are at most 64 KiB; base64 adds a third.
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_JSON_BYTES = MAX_MESSAGE_BYTES * 3 // 4 - 16
+MAX_ERROR_CHARS = 2000
+
+Event = Literal["attested", "released", "release-denied", "failed", "rotated", "heartbeat"]
+EVENTS: tuple[str, ...] = Event.__args__  # type: ignore[attr-defined]
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class ReportError(ValueError):
+    """A queue message is not a valid report (or a report is too large to send)."""
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    tenant: Text
+    party: Text
+    vm: Text
+    instance: Text
+    nonce: Text
+    event: Event
+    key_id: str | None = Field(default=None, max_length=1024, description="versioned kid URL")
+    key_version: str | None = Field(default=None, max_length=128)
+    token: str | None = Field(default=None, max_length=40_000, description="MAA JWT (attested)")
+    error: str | None = Field(default=None, max_length=MAX_ERROR_CHARS)
+    error_code: str | None = Field(default=None, max_length=128)
+    sent_at: datetime
+    idempotency_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+    def to_json(self) -> str:
+        text = self.model_dump_json(exclude_none=True)
+        if len(text.encode()) > MAX_JSON_BYTES:
+            raise ReportError(f"report is {len(text)} bytes, over the {MAX_JSON_BYTES} limit")
+        return text
+
+
+
+def idempotency_key(*parts: str | None) -> str:
+    """A stable key: the same logical event yields the same key, so consumers can de-duplicate."""
+    joined = "\x1f".join(p or "" for p in parts)
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def make_report(
+    *,
+    tenant: str,
+    party: str,
+    vm: str,
+    instance: str,
+    nonce: str,
+    event: str,
+    key_id: str | None = None,
+    key_version: str | None = None,
+    token: str | None = None,
+    error: str | None = None,
+    error_code: str | None = None,
+    now: datetime | None = None,
+) -> Report:
+    sent_at = now or datetime.now(UTC)
+    # Heartbeats are distinct events; everything else de-duplicates on its content.
+    stamp = sent_at.isoformat() if event in ("heartbeat", "failed") else None
+    key = idempotency_key(
+        str(REPORT_SCHEMA_VERSION), tenant, party, vm, instance, nonce, event, key_id,
+        key_version, stamp,
+    )
+    if error is not None and len(error) > MAX_ERROR_CHARS:
+        error = error[: MAX_ERROR_CHARS - 1] + "…"
+    return Report(
+        tenant=tenant, party=party, vm=vm, instance=instance, nonce=nonce, event=event,  # type: ignore[arg-type]
+        key_id=key_id, key_version=key_version, token=token, error=error,
+        error_code=error_code, sent_at=sent_at, idempotency_key=key,
+    )
+
+
+def decode_message(content: str | bytes) -> Report:
+    """Parse a queue message (base64 JSON, or raw JSON) into a validated ``Report``."""
+    try:
+        data = decode_json(content, limit=MAX_MESSAGE_BYTES)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
+    if data.get("schema_version") != REPORT_SCHEMA_VERSION:
+        raise ReportError(f"unsupported schema_version {data.get('schema_version')!r}")
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ReportError(f"invalid report: {where}: {first['msg']}") from None
+
+
+def json_schema() -> dict:
+    return Report.model_json_schema()

@@ -1,0 +1,31 @@
+"""Run the local API with uvicorn on the configured loopback address."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from guest_agent.agent import Agent
+from guest_agent.api import build_app
+from guest_agent.config import is_loopback
+
+
+class BindRefused(ValueError):
+    """The listen address is not loopback and the config does not force it."""
+
+
+def check_bind(host: str, *, force: bool) -> None:
+    if not force and not is_loopback(host):
+        raise BindRefused(
+            f"refusing to serve the local API on {host}: loopback only "
+            "(set api.force_non_loopback = true to override)"
+        )
+
+
+def make_server(agent: Agent) -> uvicorn.Server:
+    api = agent.config.api
+    check_bind(api.host, force=api.force_non_loopback)
+    config = uvicorn.Config(
+        build_app(agent), host=api.host, port=api.port, log_level="warning",
+        access_log=False, lifespan="off", server_header=False, proxy_headers=False,
+    )
+    return uvicorn.Server(config)

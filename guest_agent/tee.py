@@ -1,0 +1,64 @@
+"""The attested environment: a backend plus the token it last obtained."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import jwt
+
+from guest_agent.backends import AttestationBackend, AttestationError
+
+
+class Tee:
+    """Serialises attestation and remembers the current token (its ephemeral key is the
+    backend's, so any token it obtained can be the release ``target``)."""
+
+    def __init__(self, backend: AttestationBackend) -> None:
+        self.backend = backend
+        self._token: str | None = None
+        self._nonce: str | None = None
+        self._attested_at: float | None = None
+        self._lock = threading.Lock()
+
+    def attest(self, nonce: str) -> str:
+        with self._lock:
+            token = self.backend.attest(nonce)
+            self._token, self._nonce, self._attested_at = token, nonce, time.time()
+            return token
+
+    def current_token(self) -> str:
+        token = self._token
+        if token is None:
+            raise AttestationError("the VM has not attested yet")
+        return token
+
+    def age(self) -> float | None:
+        """Seconds since the current token was obtained, or None."""
+        return None if self._attested_at is None else time.time() - self._attested_at
+
+    def attest_for_caller(self, nonce: str) -> str:
+        """A token for a local caller's nonce; the agent's own token stays as it is."""
+        with self._lock:
+            return self.backend.attest(nonce)
+
+    @property
+    def attested(self) -> bool:
+        return self._token is not None
+
+    def summary(self) -> dict[str, Any]:
+        """What the local API shows about the current attestation (no token)."""
+        if self._token is None:
+            return {"attested": False}
+        return {"attested": True, "nonce": self._nonce, "attested_at": self._attested_at}
+
+    def claims(self) -> dict[str, Any]:
+        """The current token's claims, decoded without verification (display only: the
+        control plane and the vault verify the token themselves)."""
+        token = self.current_token()
+        return jwt.decode(token, options={"verify_signature": False})
+
+    def forget(self) -> None:
+        with self._lock:
+            self._token = self._attested_at = None

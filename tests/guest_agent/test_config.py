@@ -1,0 +1,108 @@
+"""AgentConfig: TOML round trip, boundary validation, loopback-only API, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guest_agent.config import ConfigError, load_config, parse_config, write_config
+from tests.guest_agent.helpers import config_data
+
+
+def _base() -> dict:
+    class _FakeAzurite:  # only the URLs are used; nothing is contacted
+        queue_url = "http://127.0.0.1:10001/devstoreaccount1"
+        connection_string = "UseDevelopmentStorage=true"
+
+    return config_data(_FakeAzurite())  # type: ignore[arg-type]
+
+
+def test_toml_round_trip(tmp_path: Path) -> None:
+    config = parse_config(_base())
+    path = write_config(config, tmp_path / "agent.toml")
+    assert path.stat().st_mode & 0o077 == 0  # owner-only: it may hold a connection string
+    again = load_config(path)
+    assert again == config
+    assert again.allow_private_key_release is False
+    assert again.api.force_non_loopback is False
+    assert again.find_key("contoso-kv.vault.azure.net", "contoso-secret-key") is not None
+    assert again.find_key("https://contoso-kv.vault.azure.net", "contoso-secret-key") is not None
+    assert again.find_key("evil.vault.azure.net", "contoso-secret-key") is None
+
+
+def test_connection_string_is_not_in_repr() -> None:
+    config = parse_config(_base())
+    assert "UseDevelopmentStorage" not in repr(config)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "10.0.1.4:8080", "localhost:8080",
+                                    "[::]:8080"])
+def test_non_loopback_listen_is_refused(listen: str) -> None:
+    data = _base()
+    data["api"] = {"listen": listen}
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        parse_config(data)
+
+
+def test_non_loopback_listen_allowed_only_when_forced() -> None:
+    data = _base()
+    data["api"] = {"listen": "0.0.0.0:8080", "force_non_loopback": True}
+    assert parse_config(data).api.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(("vault", "why"), [
+    ("http://contoso-kv.vault.azure.net", "https"),
+    ("https://contoso-kv.vault.azure.net/keys/x", "path"),
+    ("https://user:pw@contoso-kv.vault.azure.net", "credentials"),
+    ("https://contoso-kv.vault.azure.net?x=1", "query"),
+])
+def test_vault_url_must_be_a_plain_https_origin(vault: str, why: str) -> None:
+    data = _base()
+    data["keys"] = [{"vault_url": vault, "name": "k"}]
+    with pytest.raises(ConfigError, match=why):
+        parse_config(data)
+
+
+def test_rejects_unknown_fields_duplicates_and_sas() -> None:
+    data = _base()
+    data["surprise"] = 1
+    with pytest.raises(ConfigError, match="surprise"):
+        parse_config(data)
+    data = _base()
+    data["keys"] = data["keys"] + [data["keys"][0]]
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_config(data)
+    data = _base()
+    data["queues"]["reports_url"] += "?sig=abc"
+    with pytest.raises(ConfigError, match="SAS"):
+        parse_config(data)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "guest_agent", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_reports_config_problems_in_one_line_each(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('tenant = "acme"\n')
+    result = _cli("check-config", "--config", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert all(line.startswith("error: ") for line in result.stderr.splitlines())
+    assert "party" in result.stderr
+
+
+def test_cli_run_refuses_a_non_loopback_bind(tmp_path: Path) -> None:
+    data = _base()
+    path = tmp_path / "agent.toml"
+    write_config(parse_config(data), path)
+    text = path.read_text().replace(data["api"]["listen"], "0.0.0.0:8080")
+    path.write_text(text)
+    result = _cli("run", "--config", str(path))
+    assert result.returncode == 2
+    assert "not a loopback address" in result.stderr
+    assert "Traceback" not in result.stderr
