@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cotenant.policy import condition_problems
 from cotenant.problems import Problem, join_problems
@@ -68,6 +75,19 @@ class NetworkSpec(_Model):
     vm_subnet: IPv4Network = IPv4Network("10.0.1.0/24")
     gateway_subnet: IPv4Network = IPv4Network("10.0.2.0/24")
     bastion_subnet: IPv4Network = IPv4Network("10.0.99.0/26")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_host_bits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                IPv4Network(value)
+            except ValueError as exc:
+                if "host bits set" in str(exc):
+                    network = IPv4Network(value, strict=False)
+                    message = f"{value} has host bits set (did you mean {network}?)"
+                    raise ValueError(message) from None
+        return value
 
 
 class ImageSpec(_Model):
@@ -212,6 +232,8 @@ def _from_validation_error(exc: ValidationError) -> list[Problem]:
             message = f"{err['input']!r} does not match {err['ctx']['pattern']}"
         elif err["type"] == "extra_forbidden":
             message = "unknown field"
+        elif err["type"] == "value_error":
+            message = str(err["ctx"]["error"])
         problems.append(Problem(_format_loc(loc), message))
     return problems
 
