@@ -30,13 +30,13 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cotenant.crypto.errors import CryptoError
 from guest_agent.backends import AttestationError
@@ -120,6 +120,24 @@ class _BodyReader(io.RawIOBase):
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
+
+
+class _LoopbackHostOnly:
+    """Refuses requests whose ``Host`` is not a loopback name (blocks DNS rebinding: a
+    browser page cannot reach the API under a foreign name)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.lower() not in LOOPBACK_HOSTS:
+                response = _error(400, "InvalidHost", "the local API answers loopback names only")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _DuplexStreamingResponse(StreamingResponse):
@@ -254,8 +272,7 @@ def build_app(agent: Agent) -> Starlette:
     ]
     middleware = []
     if not config.api.force_non_loopback:
-        # Blocks DNS-rebinding: a browser page cannot reach the API under a foreign name.
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS))
+        middleware.append(Middleware(_LoopbackHostOnly))
     return Starlette(
         routes=routes,
         middleware=middleware,

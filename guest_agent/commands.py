@@ -29,7 +29,6 @@ from guest_agent.queues import decode_json
 log = logging.getLogger("guest_agent.commands")
 COMMAND_SCHEMA_VERSION = 1
 MAX_DEQUEUE = 5
-_VISIBILITY_SECONDS = 120
 
 
 class Command(BaseModel):
@@ -63,10 +62,11 @@ class CommandLoop:
     """
 
     def __init__(self, client: QueueClient, handle: Callable[[Command], None],
-                 poll_seconds: float) -> None:
+                 poll_seconds: float, *, visibility_seconds: int = 120) -> None:
         self._client = client
         self._handle = handle
         self._poll = poll_seconds
+        self._visibility = visibility_seconds
         self._seen: deque[str] = deque(maxlen=256)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,7 +92,7 @@ class CommandLoop:
     def poll_once(self) -> int:
         handled = 0
         for message in self._client.receive_messages(
-            max_messages=8, visibility_timeout=_VISIBILITY_SECONDS
+            max_messages=8, visibility_timeout=self._visibility
         ):
             if self._stop.is_set():
                 return handled

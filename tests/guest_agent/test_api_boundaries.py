@@ -1,0 +1,122 @@
+"""The local API's boundaries, against a real served agent (before any key is released).
+
+The TEE is the outermost edge: ``SealedTee`` refuses to attest, so nothing here can depend on
+key material; the lab-backed tests exercise the released path.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding
+
+from cotenant.azurite import Azurite
+from guest_agent.agent import Agent
+from guest_agent.backends import AttestationError
+from guest_agent.client import AgentClient, AgentError
+from tests.guest_agent.helpers import VAULT, make_config, served
+
+pytestmark = pytest.mark.azurite
+
+
+class SealedTee:
+    name = "sealed"
+
+    def attest(self, nonce: str) -> str:
+        raise AttestationError("no TEE in this test")
+
+    def decrypt(self, ciphertext: bytes, padding: AsymmetricPadding) -> bytes:
+        raise AttestationError("no TEE in this test")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def api(azurite: Azurite) -> Iterator[tuple[Agent, str]]:
+    agent = Agent.from_config(make_config(azurite), backend=SealedTee())
+    try:
+        with served(agent) as url:
+            yield agent, url
+    finally:
+        agent.close()
+
+
+def test_status_is_sidecar_compatible_and_secret_free(api: tuple[Agent, str]) -> None:
+    agent, url = api
+    status = AgentClient(url).status()
+    assert status["message"] == "Status OK"
+    assert status["attested"] is False
+    assert {k["name"] for k in status["keys"]} == {"contoso-secret-key", "fabrikam-secret-key"}
+    text = json.dumps(status)
+    assert agent.config.queues.connection_string not in text
+    assert agent.config.orchestration.nonce not in text
+
+
+def test_private_key_release_is_off_by_default(api: tuple[Agent, str]) -> None:
+    _, url = api
+    with pytest.raises(AgentError) as err:
+        AgentClient(url).release_private_key(VAULT, "contoso-secret-key")
+    assert (err.value.status, err.value.code) == (403, "PrivateKeyReleaseDisabled")
+
+
+@pytest.mark.parametrize("key_id", [
+    "https://evil.example.com/keys/contoso-secret-key",           # caller-chosen URL
+    "https://contoso-kv.vault.azure.net/keys/woodgrove-secret-key",  # not granted
+    "https://contoso-kv.vault.azure.net:8443/keys/contoso-secret-key",  # other port = other host
+    "http://contoso-kv.vault.azure.net/keys/contoso-secret-key",   # not https
+    "contoso-secret-key",
+])
+def test_unwrap_refuses_keys_outside_the_allow_list(api: tuple[Agent, str], key_id: str) -> None:
+    _, url = api
+    with pytest.raises(AgentError) as err:
+        AgentClient(url).unwrap(key_id, "RSA-OAEP-256", b"\x00" * 256)
+    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
+
+
+def test_unwrap_with_an_unreleased_key_is_refused(api: tuple[Agent, str]) -> None:
+    _, url = api
+    with pytest.raises(AgentError) as err:
+        AgentClient(url).unwrap(f"{VAULT}/keys/contoso-secret-key", "RSA-OAEP-256", b"x" * 256)
+    assert err.value.status == 422
+    assert "not been released" in err.value.message
+
+
+def test_attest_only_against_the_configured_authority(api: tuple[Agent, str]) -> None:
+    _, url = api
+    with pytest.raises(AgentError) as err:
+        AgentClient(url).attest("n0nce-xyz", maa_endpoint="https://evil.example.com")
+    assert (err.value.status, err.value.code) == (400, "AttestationEndpointNotAllowed")
+    with pytest.raises(AgentError) as err:  # configured authority, but this VM has no TEE
+        AgentClient(url).attest("n0nce-xyz")
+    assert (err.value.status, err.value.code) == (503, "AttestationFailed")
+
+
+def test_errors_are_json_and_bounded(api: tuple[Agent, str]) -> None:
+    _, url = api
+    with httpx.Client(base_url=url, trust_env=False) as http:
+        big = http.post("/keys/unwrap", content=b"{" + b" " * 70_000 + b"}")
+        assert big.status_code == 413
+        assert big.json()["error"]["code"] == "RequestTooLarge"
+        bad = http.post("/keys/unwrap", content=b"[1]")
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "BadRequest"
+        wrapped = base64.b64encode(b"x").decode()
+        missing = http.post("/keys/unwrap", json={"alg": "RSA-OAEP-256", "wrapped_key": wrapped})
+        assert missing.status_code == 400 and "key_id" in missing.json()["error"]["message"]
+        unknown = http.get("/nope")
+        assert unknown.status_code == 404 and "error" in unknown.json()
+        wrong_method = http.get("/keys/unwrap")
+        assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+
+
+def test_foreign_host_names_are_refused(api: tuple[Agent, str]) -> None:
+    _, url = api
+    with httpx.Client(base_url=url, trust_env=False) as http:
+        rebinding = http.get("/status", headers={"Host": "attacker.example.com"})
+        assert rebinding.status_code == 400
+        assert rebinding.json()["error"]["code"] == "InvalidHost"
+        assert http.get("/status", headers={"Host": "localhost:1234"}).status_code == 200
