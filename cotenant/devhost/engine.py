@@ -1,0 +1,577 @@
+"""The Durable engine: drives the SDK's orchestrator wrapper episode by episode.
+
+Each instance has an inbox of new history events. Its episodes run one at a time: an
+episode takes every event waiting in the inbox (so completions that arrive together are
+replayed once), appends ``OrchestratorStarted`` + the events, calls the orchestrator with the
+whole history, checks the returned actions against the recorded prefix (non-determinism),
+assigns sequence ids to new actions exactly as the SDK does, records them
+(``TaskScheduled``, ``TimerCreated``, ``SubOrchestrationInstanceCreated``), commits to the
+store, and only then dispatches the work (activities, timers, sub-orchestrations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import history as h
+from .actions import (
+    ACTIVITIES,
+    NOT_EMULATED,
+    SCHEDULING,
+    SUB_ORCHESTRATIONS,
+    ActionType,
+    find_divergence,
+    flatten,
+)
+from .activities import ActivityRunner
+from .clock import TimerService
+from .history import EventType
+from .loader import FunctionIndex
+from .store import ACTIVE, TERMINAL, InstanceRecord, Store
+
+log = logging.getLogger("cotenant.devhost")
+_OOP_LABEL = "\n\n$OutOfProcData$:"
+
+
+class EngineError(Exception):
+    """A management request the engine refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Stats:
+    episodes: int = 0
+    replayed_events: int = 0
+    activities: int = 0
+
+
+@dataclass
+class Live:
+    """An instance loaded in memory."""
+
+    record: InstanceRecord
+    history: list[dict[str, Any]]
+    leaves: list[dict[str, Any]] = field(default_factory=list)
+    inbox: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    draining: bool = False
+    timer_handles: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def eng(self) -> dict[str, Any]:
+        return self.record.engine
+
+    def take_seq(self) -> int:
+        seq = int(self.eng.get("next_seq", 0))
+        self.eng["next_seq"] = seq + 1
+        return seq
+
+
+def _fresh_engine_state() -> dict[str, Any]:
+    return {"next_seq": 0, "retry": {}, "retry_timers": {}, "timers": {}}
+
+
+class Engine:
+    def __init__(self, index: FunctionIndex, store: Store, timers: TimerService,
+                 activities: ActivityRunner, *, override_running: bool = False) -> None:
+        self.index = index
+        self.store = store
+        self.timers = timers
+        self.activities = activities
+        self.override_running = override_running
+        self.stats = Stats()
+        self._lives: dict[str, Live] = {}
+        self._loading: dict[str, asyncio.Future[Live | None]] = {}
+        self._terminal: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def recover(self) -> int:
+        """Resume every in-flight instance found in the store; returns how many."""
+        ids = await self.store.active_ids()
+        for iid in ids:
+            live = await self._live(iid)
+            if live is not None:
+                await self._resume(live)
+        return len(ids)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ management API
+    async def start(self, name: str, input_text: str | None, instance_id: str | None = None,
+                    *, parent: tuple[str, int] | None = None) -> str:
+        if self.index.get(name, "orchestrationTrigger") is None:
+            raise EngineError(400, f"The function '{name}' doesn't exist, is disabled, or is "
+                              "not an orchestrator function.")
+        iid = instance_id or uuid.uuid4().hex
+        existing = await self._live(iid)
+        if existing is not None:
+            async with existing.lock:
+                if existing.record.runtime_status in ACTIVE and not self.override_running \
+                        and parent is None:
+                    raise EngineError(409, f"An Orchestration instance with the status "
+                                      f"{existing.record.runtime_status} already exists.")
+                self._cancel_timers(existing)
+            self._lives.pop(iid, None)
+        now = self.timers.clock.now()
+        record = InstanceRecord(
+            instance_id=iid, name=name, runtime_status="Pending", input=input_text,
+            created=h.iso(now), last_updated=h.iso(now),
+            parent_instance_id=parent[0] if parent else None,
+            parent_task_id=parent[1] if parent else None,
+            execution=(existing.record.execution + 1) if existing else 0,
+            engine=_fresh_engine_state())
+        live = Live(record, [])
+        self._lives[iid] = live
+        self._terminal.pop(iid, None)
+        stale = [key for key, _ in existing.inbox if key is not None] if existing else []
+        await self.store.commit(record, [], stale, reset_from=existing.record.history_len
+                                if existing else None)
+        self._deliver(live, None, h.execution_started(now, name, input_text,
+                                                      record.parent_instance_id))
+        return iid
+
+    async def raise_event(self, iid: str, name: str, input_text: str | None) -> None:
+        live = await self._live(iid)
+        if live is None:
+            raise EngineError(404, f"No instance with ID '{iid}' found.")
+        if live.record.runtime_status in TERMINAL:
+            raise EngineError(410, f"Instance with ID {iid} is gone: either completed or failed")
+        key = f"{self.timers.clock.now().timestamp():020.6f}-{uuid.uuid4().hex[:8]}"
+        evt = h.event_raised(self.timers.clock.now(), name, input_text)
+        await self.store.add_inbox(iid, key, evt)
+        self._deliver(live, key, evt)
+
+    async def terminate(self, iid: str, reason: str) -> None:
+        live = await self._live(iid)
+        if live is None:
+            raise EngineError(404, f"No instance with ID '{iid}' found.")
+        async with live.lock:
+            rec = live.record
+            if rec.runtime_status in TERMINAL:
+                raise EngineError(410, f"Instance with ID {iid} is already {rec.runtime_status}")
+            now = self.timers.clock.now()
+            output = json.dumps(reason)
+            events = [h.event(EventType.EXECUTION_TERMINATED, now, Input=output),
+                      h.execution_completed(now, "Terminated", output)]
+            consumed = [k for k, _ in live.inbox if k is not None]
+            live.inbox.clear()
+            self._cancel_timers(live)
+            rec.runtime_status, rec.output = "Terminated", output
+            await self._commit(live, events, consumed)
+        await self._finished(live)
+
+    async def purge(self, iid: str) -> int:
+        live = await self._live(iid)
+        if live is None:
+            return 0
+        if live.record.runtime_status in ACTIVE:
+            raise EngineError(400, f"Instance {iid} is {live.record.runtime_status}; "
+                              "terminate it before purging")
+        self._lives.pop(iid, None)
+        return 1 if await self.store.purge(iid) else 0
+
+    async def status(self, iid: str) -> Live | None:
+        return await self._live(iid)
+
+    async def records(self) -> list[InstanceRecord]:
+        stored = {r.instance_id: r for r in await self.store.records()}
+        stored.update({iid: live.record for iid, live in self._lives.items()})
+        return list(stored.values())
+
+    async def wait(self, iid: str, timeout: float | None = None) -> Live:
+        live = await self._live(iid)
+        if live is None:
+            raise EngineError(404, f"No instance with ID '{iid}' found.")
+        if live.record.runtime_status not in TERMINAL:
+            event = self._terminal.setdefault(iid, asyncio.Event())
+            await asyncio.wait_for(event.wait(), timeout)
+        found = await self._live(iid)
+        assert found is not None
+        return found
+
+    # ------------------------------------------------------------------ loading
+    async def _live(self, iid: str) -> Live | None:
+        live = self._lives.get(iid)
+        if live is not None:
+            return live
+        pending = self._loading.get(iid)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Live | None] = asyncio.get_running_loop().create_future()
+        self._loading[iid] = future
+        try:
+            loaded = await self.store.load(iid)
+            live = None
+            if loaded is not None:
+                for evt in loaded.history:
+                    evt["IsPlayed"] = True
+                live = Live(loaded.record, loaded.history, inbox=list(loaded.inbox))
+                if loaded.record.runtime_status in ACTIVE and loaded.history:
+                    live.leaves = self._replay_leaves(live)
+                self._lives[iid] = live
+            future.set_result(live)
+            return live
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            del self._loading[iid]
+
+    def _replay_leaves(self, live: Live) -> list[dict[str, Any]]:
+        state, _ = self._invoke(live, live.history)
+        return flatten(state.get("actions", []))
+
+    async def _resume(self, live: Live) -> None:
+        """Re-dispatch the work an instance was waiting for when the host stopped."""
+        rec = live.record
+        if not live.history:
+            now = self.timers.clock.now()
+            live.inbox.insert(0, (None, h.execution_started(now, rec.name, rec.input,
+                                                            rec.parent_instance_id)))
+        done: set[int] = set()
+        for evt in live.history:
+            if evt["EventType"] in (EventType.TASK_COMPLETED, EventType.TASK_FAILED,
+                                    EventType.SUB_ORCHESTRATION_COMPLETED,
+                                    EventType.SUB_ORCHESTRATION_FAILED):
+                done.add(int(evt["TaskScheduledId"]))
+        for evt in live.history:
+            seq = int(evt["EventId"])
+            if seq in done:
+                continue
+            if evt["EventType"] == EventType.TASK_SCHEDULED:
+                self._spawn(self._run_activity(live, seq, evt["Name"], evt.get("Input")))
+            elif evt["EventType"] == EventType.SUB_ORCHESTRATION_CREATED:
+                self._spawn(self._resume_child(live, seq, evt))
+        for key, timer in list(live.eng.get("timers", {}).items()):
+            self._arm_timer(live, int(key), h.parse_iso(timer["fire_at"]))
+        if live.inbox:
+            self._kick(live)
+
+    async def _resume_child(self, parent: Live, seq: int, created: dict[str, Any]) -> None:
+        child = await self._live(created["InstanceId"])
+        if child is None:
+            await self.start(created["Name"], created.get("Input"), created["InstanceId"],
+                             parent=(parent.record.instance_id, seq))
+        elif child.record.runtime_status in TERMINAL:
+            await self._notify_parent(child)
+
+    # ------------------------------------------------------------------ episodes
+    def _deliver(self, live: Live, key: str | None, evt: dict[str, Any]) -> None:
+        live.inbox.append((key, evt))
+        self._kick(live)
+
+    def _kick(self, live: Live) -> None:
+        if not live.draining:
+            live.draining = True
+            self._spawn(self._drain(live))
+
+    async def _drain(self, live: Live) -> None:
+        try:
+            while live.inbox and self._lives.get(live.record.instance_id) is live:
+                async with live.lock:
+                    if live.record.runtime_status in TERMINAL:
+                        live.inbox.clear()
+                        break
+                    batch = self._take_batch(live)
+                    finished = await self._episode(live, batch)
+                if finished:
+                    await self._finished(live)
+        except Exception:
+            log.exception("episode of %s failed", live.record.instance_id)
+        finally:
+            live.draining = False
+
+    def _retry_kind(self, live: Live, evt: dict[str, Any]) -> str | None:
+        kind = evt["EventType"]
+        if kind in (EventType.TASK_FAILED, EventType.SUB_ORCHESTRATION_FAILED) and \
+                str(evt["TaskScheduledId"]) in live.eng["retry"]:
+            return "failed"
+        if kind == EventType.TIMER_FIRED and str(evt["TimerId"]) in live.eng["retry_timers"]:
+            return "timer"
+        if kind in (EventType.TASK_COMPLETED, EventType.SUB_ORCHESTRATION_COMPLETED):
+            live.eng["retry"].pop(str(evt["TaskScheduledId"]), None)
+        return None
+
+    def _take_batch(self, live: Live) -> list[tuple[str | None, dict[str, Any]]]:
+        """Every waiting event, except that retry events are delivered in their own episode."""
+        batch: list[tuple[str | None, dict[str, Any]]] = []
+        for key, evt in live.inbox:
+            if self._retry_kind(live, evt) is not None:
+                if not batch:
+                    batch.append((key, evt))
+                break
+            batch.append((key, evt))
+        del live.inbox[:len(batch)]
+        return batch
+
+    def _next_timestamp(self, live: Live) -> datetime:
+        now = self.timers.clock.now()
+        last = live.eng.get("last_started")
+        if last is not None and now <= h.parse_iso(last):
+            now = h.parse_iso(last) + timedelta(microseconds=1)
+        live.eng["last_started"] = h.iso(now)
+        return now
+
+    def _invoke(self, live: Live, history: list[dict[str, Any]]) -> tuple[dict[str, Any],
+                                                                        str | None]:
+        """Call the SDK's orchestrator wrapper; returns (state, error message or None)."""
+        fn = self.index.get(live.record.name, "orchestrationTrigger")
+        if fn is None:
+            return {}, f"The orchestrator function '{live.record.name}' no longer exists"
+        context = json.dumps({
+            "history": history, "input": live.record.input,
+            "instanceId": live.record.instance_id, "isReplaying": len(history) > 2,
+            "parentInstanceId": live.record.parent_instance_id,
+            "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
+        })
+        self.stats.episodes += 1
+        self.stats.replayed_events += len(history)
+        try:
+            return json.loads(fn.code(context)), None
+        except Exception as exc:
+            text = str(exc)
+            if _OOP_LABEL in text:
+                message, _, state = text.partition(_OOP_LABEL)
+                return json.loads(state), message
+            return {}, f"{type(exc).__name__}: {text}"
+
+    async def _episode(self, live: Live, batch: list[tuple[str | None, dict[str, Any]]]) -> bool:
+        """Run one episode; returns True when the instance reached a terminal state."""
+        rec = live.record
+        eng = live.eng
+        now = self._next_timestamp(live)
+        incoming = [evt for _, evt in batch]
+        consumed = [key for key, _ in batch if key is not None]
+        post: list[dict[str, Any]] = []
+        work: list[Any] = []
+        retry = self._retry_kind(live, incoming[0]) if len(incoming) == 1 else None
+        if retry == "failed":
+            self._on_retry_failure(live, now, incoming, post, work)
+        elif retry == "timer":
+            self._on_retry_timer(live, now, incoming[0], post, work)
+        for evt in incoming:
+            if evt["EventType"] == EventType.TIMER_FIRED:
+                eng["timers"].pop(str(evt["TimerId"]), None)
+                live.timer_handles.pop(int(evt["TimerId"]), None)
+        if rec.runtime_status == "Pending":
+            rec.runtime_status = "Running"
+        new_events = [h.orchestrator_started(now), *incoming]
+        state, error = self._invoke(live, live.history + new_events)
+        leaves = flatten(state.get("actions", []))
+        if error is None:
+            error = find_divergence(live.leaves, leaves) or self._unsupported(leaves)
+            if error:
+                leaves = live.leaves
+        if state.get("customStatus") is not None:
+            rec.custom_status = json.dumps(state["customStatus"])
+        continue_input: str | None = None
+        if error is None:
+            for index in range(len(live.leaves), len(leaves)):
+                leaf = leaves[index]
+                if leaf["actionType"] == ActionType.CONTINUE_AS_NEW:
+                    continue_input = leaf.get("input")
+                elif leaf["actionType"] in SCHEDULING:
+                    self._schedule(live, index, leaf, live.take_seq(), now, post, work)
+            self._cancel_dropped_timers(live, leaves)
+            live.leaves = leaves
+        finished = False
+        if error is not None:
+            rec.runtime_status = "Failed"
+            rec.output = json.dumps(f"Orchestrator function '{rec.name}' failed: {error}")
+            finished = True
+        elif state.get("isDone") and continue_input is None and \
+                not any(a["actionType"] == ActionType.CONTINUE_AS_NEW for a in leaves):
+            rec.runtime_status = "Completed"
+            rec.output = json.dumps(state.get("output"))
+            finished = True
+        elif state.get("isDone"):
+            await self._continue_as_new(live, now, continue_input, consumed)
+            return False
+        new_events += post
+        new_events.append(h.orchestrator_completed(now))
+        if finished:
+            new_events.append(h.execution_completed(now, rec.runtime_status, rec.output))
+            self._cancel_timers(live)
+            work = []
+        await self._commit(live, new_events, consumed)
+        for item in work:
+            item()
+        return finished
+
+    def _unsupported(self, leaves: list[dict[str, Any]]) -> str | None:
+        for leaf in leaves:
+            if leaf.get("actionType") in NOT_EMULATED:
+                kind = ActionType(leaf["actionType"]).name.lower()
+                return f"the devhost does not emulate {kind} (durable entities and call_http)"
+        return None
+
+    async def _commit(self, live: Live, new_events: list[dict[str, Any]],
+                      consumed: list[str]) -> None:
+        rec = live.record
+        rec.last_updated = h.iso(self.timers.clock.now())
+        live.history.extend(new_events)
+        rec.history_len = len(live.history)
+        await self.store.commit(rec, new_events, consumed)
+        for evt in new_events:
+            evt["IsPlayed"] = True
+
+    async def _continue_as_new(self, live: Live, now: datetime, input_text: str | None,
+                               consumed: list[str]) -> None:
+        rec = live.record
+        self._cancel_timers(live)
+        old_len = rec.history_len
+        live.history = []
+        live.leaves = []
+        rec.history_len = 0
+        rec.input = input_text
+        rec.execution += 1
+        rec.engine = _fresh_engine_state()
+        rec.engine["last_started"] = h.iso(now)
+        rec.runtime_status = "Running"
+        rec.last_updated = h.iso(now)
+        await self.store.commit(rec, [], consumed, reset_from=old_len)
+        live.inbox.insert(0, (None, h.execution_started(now, rec.name, input_text,
+                                                        rec.parent_instance_id)))
+
+    # ------------------------------------------------------------------ scheduling
+    def _schedule(self, live: Live, index: int, leaf: dict[str, Any], seq: int, now: datetime,
+                  post: list[dict[str, Any]], work: list[Any]) -> None:
+        kind = leaf["actionType"]
+        if kind in ACTIVITIES:
+            post.append(h.task_scheduled(now, seq, leaf["functionName"], leaf.get("input")))
+            work.append(lambda: self._spawn(self._run_activity(
+                live, seq, leaf["functionName"], leaf.get("input"))))
+        elif kind in SUB_ORCHESTRATIONS:
+            child_id = leaf.get("instanceId") or f"{live.record.instance_id}:{seq}"
+            post.append(h.sub_orchestration_created(now, seq, leaf["functionName"], child_id,
+                                                    leaf.get("input")))
+            work.append(lambda: self._spawn(self._start_child(
+                live, seq, leaf["functionName"], child_id, leaf.get("input"))))
+        else:  # CREATE_TIMER
+            fire_at = h.parse_iso(leaf["fireAt"])
+            post.append(h.timer_created(now, seq, fire_at))
+            if leaf.get("isCanceled"):
+                return
+            live.eng["timers"][str(seq)] = {"fire_at": h.iso(fire_at), "leaf": index}
+            work.append(lambda: self._arm_timer(live, seq, fire_at))
+        if kind not in (ActionType.CALL_ACTIVITY, ActionType.CALL_SUB_ORCHESTRATOR,
+                        ActionType.CREATE_TIMER):
+            live.eng["retry"][str(seq)] = {"leaf": index, "attempt": 1}
+
+    def _on_retry_failure(self, live: Live, now: datetime, incoming: list[dict[str, Any]],
+                          post: list[dict[str, Any]], work: list[Any]) -> None:
+        info = live.eng["retry"].pop(str(incoming[0]["TaskScheduledId"]))
+        options = live.leaves[info["leaf"]]["retryOptions"]
+        timer_id = live.take_seq()
+        if info["attempt"] >= int(options["maxNumberOfAttempts"]):
+            # The SDK surfaces the failure once the retry timer fires: fire it now.
+            incoming += [h.timer_created(now, timer_id, now),
+                         h.timer_fired(now, timer_id, h.iso(now))]
+            return
+        fire_at = now + timedelta(milliseconds=int(options["firstRetryIntervalInMilliseconds"]))
+        post.append(h.timer_created(now, timer_id, fire_at))
+        live.eng["retry_timers"][str(timer_id)] = info
+        live.eng["timers"][str(timer_id)] = {"fire_at": h.iso(fire_at), "leaf": None}
+        work.append(lambda: self._arm_timer(live, timer_id, fire_at))
+
+    def _on_retry_timer(self, live: Live, now: datetime, fired: dict[str, Any],
+                        post: list[dict[str, Any]], work: list[Any]) -> None:
+        info = live.eng["retry_timers"].pop(str(fired["TimerId"]))
+        leaf = live.leaves[info["leaf"]]
+        seq = live.take_seq()
+        self._schedule(live, info["leaf"], leaf, seq, now, post, work)
+        live.eng["retry"][str(seq)] = {"leaf": info["leaf"], "attempt": info["attempt"] + 1}
+
+    def _arm_timer(self, live: Live, timer_id: int, fire_at: datetime) -> None:
+        execution = live.record.execution
+
+        def fire() -> None:
+            live.timer_handles.pop(timer_id, None)
+            if self._current(live, execution):
+                self._deliver(live, None, h.timer_fired(self.timers.clock.now(), timer_id,
+                                                        h.iso(fire_at)))
+
+        live.timer_handles[timer_id] = self.timers.schedule(fire_at, fire)
+
+    def _cancel_dropped_timers(self, live: Live, leaves: list[dict[str, Any]]) -> None:
+        for key, timer in list(live.eng["timers"].items()):
+            leaf = timer.get("leaf")
+            if leaf is not None and leaves[leaf].get("isCanceled"):
+                del live.eng["timers"][key]
+                handle = live.timer_handles.pop(int(key), None)
+                if handle is not None:
+                    self.timers.cancel(handle)
+
+    def _cancel_timers(self, live: Live) -> None:
+        for handle in live.timer_handles.values():
+            self.timers.cancel(handle)
+        live.timer_handles.clear()
+        live.eng["timers"] = {}
+
+    def _current(self, live: Live, execution: int) -> bool:
+        return (self._lives.get(live.record.instance_id) is live
+                and live.record.execution == execution
+                and live.record.runtime_status in ACTIVE)
+
+    async def _run_activity(self, live: Live, seq: int, name: str,
+                            input_text: str | None) -> None:
+        execution = live.record.execution
+        outcome = await self.activities.run(name, input_text)
+        self.stats.activities += 1
+        if not self._current(live, execution):
+            return
+        now = self.timers.clock.now()
+        if outcome.ok:
+            evt = h.task_completed(now, seq, outcome.result)
+        else:
+            evt = h.task_failed(now, seq, outcome.reason, outcome.details)
+        self._deliver(live, None, evt)
+
+    async def _start_child(self, parent: Live, seq: int, name: str, child_id: str,
+                           input_text: str | None) -> None:
+        try:
+            await self.start(name, input_text, child_id,
+                             parent=(parent.record.instance_id, seq))
+        except EngineError as exc:
+            now = self.timers.clock.now()
+            self._deliver(parent, None, h.sub_orchestration_failed(now, seq, str(exc), ""))
+
+    async def _finished(self, live: Live) -> None:
+        event = self._terminal.setdefault(live.record.instance_id, asyncio.Event())
+        event.set()
+        if live.record.parent_instance_id:
+            await self._notify_parent(live)
+
+    async def _notify_parent(self, child: Live) -> None:
+        rec = child.record
+        parent = await self._live(rec.parent_instance_id or "")
+        if parent is None or parent.record.runtime_status in TERMINAL \
+                or rec.parent_task_id is None:
+            return
+        now = self.timers.clock.now()
+        if rec.runtime_status == "Completed":
+            evt = h.sub_orchestration_completed(now, rec.parent_task_id, rec.output)
+        else:
+            reason = json.loads(rec.output) if rec.output else rec.runtime_status
+            evt = h.sub_orchestration_failed(now, rec.parent_task_id, str(reason), "")
+        key = f"{now.timestamp():020.6f}-sub-{rec.instance_id}"
+        await self.store.add_inbox(parent.record.instance_id, key, evt)
+        self._deliver(parent, key, evt)
