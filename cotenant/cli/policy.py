@@ -22,16 +22,18 @@ out = Console()
 
 
 def _read_text(value: str, what: str) -> str:
-    """``value`` is a file path or the text itself."""
+    """``value`` is a file path or the text itself (a token is never echoed back)."""
     path = Path(value)
     try:
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        fail([Problem(what, f"cannot read {value}: {exc.strerror or exc}")])
-    except ValueError:
-        pass  # a long literal is not a usable path
-    return value
+        is_file = path.is_file()
+    except (OSError, ValueError):  # e.g. an inline JWT longer than a file name may be
+        return value
+    if not is_file:
+        return value
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail([Problem(what, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")])
 
 
 def _jwt_payload(token: str) -> dict[str, Any] | None:
