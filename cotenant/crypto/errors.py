@@ -24,3 +24,67 @@ class ReleaseError(CryptoError):
     """A Key Vault release response failed verification."""
 
     code = "release"
+
+
+class SealedFileError(CryptoError):
+    """A sealed file cannot be opened or fails authentication (subclasses say exactly why)."""
+
+    code = "sealed_file"
+
+
+class NotSealedError(SealedFileError):
+    code = "not_sealed"
+
+
+class UnsupportedFormatError(SealedFileError):
+    code = "unsupported_format"
+
+
+class HeaderError(SealedFileError):
+    """The header is malformed (before any key is involved)."""
+
+    code = "bad_header"
+
+
+class HeaderTamperedError(SealedFileError):
+    code = "header_tampered"
+
+
+class WrongKeyError(SealedFileError):
+    """The data key does not unwrap, or unwraps to a key this file was not sealed with."""
+
+    code = "wrong_key"
+
+
+class UnsupportedAlgorithmError(SealedFileError):
+    code = "unsupported_algorithm"
+
+
+class ChunkError(SealedFileError):
+    """A chunk failed verification; ``index`` is its position in the file (0-based)."""
+
+    def __init__(self, message: str, *, index: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.index = index
+
+
+class ChunkCorruptedError(ChunkError):
+    code = "chunk_corrupted"
+
+
+class ChunkOrderError(ChunkError):
+    """A chunk of this file sits at the wrong position (dropped, duplicated or reordered)."""
+
+    code = "chunk_order"
+
+
+class ForeignChunkError(ChunkError):
+    code = "foreign_chunk"
+
+
+class TruncatedError(ChunkError):
+    code = "truncated"
+
+
+class TrailingDataError(ChunkError):
+    code = "trailing_data"
