@@ -20,6 +20,7 @@ _SUBAPPS: list[tuple[str, str]] = [
 
 # modules exposing ``register(root: typer.Typer) -> None`` for top-level commands.
 _TOP_LEVEL: list[str] = [
+    "cotenant.cli.train",
     "cotenant.cli.plan",
 ]
 
