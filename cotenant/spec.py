@@ -318,6 +318,7 @@ def _semantic_problems(parts: _Parts) -> list[Problem]:
         problems += _check_ips(parts.network, parts.parties)
     problems += _check_ports(parts.parties)
     problems += _check_grants(parts.parties, {n for _, n in parts.raw_party_names})
+    problems += _check_aggregators(parts.parties, len(parts.raw_party_names))
     problems += _check_extra_claims(parts.extra_release_claims)
     return problems
 
@@ -447,6 +448,24 @@ def _check_grants(parties: list[tuple[int, Party]], known: set[str]) -> list[Pro
             if count > 1:
                 problems.append(Problem(path, f"{grantee!r} is listed {count} times"))
     return problems
+
+
+def _check_aggregators(parties: list[tuple[int, Party]], party_count: int) -> list[Problem]:
+    """A multi-party tenant needs an aggregator, and an aggregator needs something to read.
+
+    Checked only when every party parsed (otherwise the answer is not known yet)."""
+    if party_count < 2 or len(parties) != party_count:
+        return []
+    aggregators = [(index, p) for index, p in parties if p.role == "aggregator"]
+    if not aggregators:
+        return [Problem("parties", "a multi-party tenant needs at least one party with role "
+                        "aggregator allowed to release the owners' keys")]
+    return [
+        Problem(f"parties[{index}].role", f"aggregator {aggregator.name!r} may release no "
+                "other party's key (add it to their releasable_by)")
+        for index, aggregator in aggregators
+        if not any(aggregator.name in p.releasable_by for _, p in parties if p is not aggregator)
+    ]
 
 
 def _check_extra_claims(claims: list[Any]) -> list[Problem]:

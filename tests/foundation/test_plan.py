@@ -226,9 +226,9 @@ def test_long_names_still_fit_key_vault_rules():
         "name": "abcdefgh",
         "parties": [
             {"name": "longpartyna1", "display_name": "A", "private_ip": "10.0.1.4",
-             "gateway_port": 80},
+             "gateway_port": 80, "releasable_by": ["longpartyna1", "longpartyna2"]},
             {"name": "longpartyna2", "display_name": "B", "private_ip": "10.0.1.5",
-             "gateway_port": 81},
+             "gateway_port": 81, "role": "aggregator"},
         ],
     })
     vaults = [p.vault_name for p in build_plan(spec).parties]

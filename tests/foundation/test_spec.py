@@ -281,3 +281,23 @@ def test_all_problems_reported_at_once(doc):
         "parties[2].gateway_port",
         "parties[0].releasable_by[1]",
     ]
+
+
+def test_multi_party_tenant_needs_an_aggregator(doc):
+    doc["parties"][2]["role"] = "owner"
+    doc["parties"][0]["releasable_by"] = ["contoso"]
+    doc["parties"][1]["releasable_by"] = ["fabrikam"]
+    assert_problem(doc, "parties", "needs at least one party with role aggregator")
+
+
+def test_aggregator_without_any_foreign_key(doc):
+    doc["parties"][0]["releasable_by"] = ["contoso"]
+    doc["parties"][1]["releasable_by"] = ["fabrikam"]
+    assert_problem(doc, "parties[2].role", "may release no other party's key")
+
+
+def test_single_party_tenant_needs_no_aggregator():
+    spec = parse_spec({"name": "solo", "parties": [
+        {"name": "clinic", "display_name": "Clinic", "private_ip": "10.0.1.4",
+         "gateway_port": 80}]})
+    assert spec.parties[0].role == "owner"
