@@ -1,0 +1,73 @@
+"""gateway.bicep: WAF_v2 in Prevention with OWASP 3.2, one listener per party, probe attached."""
+
+from __future__ import annotations
+
+from tests.bicep.conftest import evaluated
+
+
+def _gateway(plan):
+    template = evaluated(plan, "gateway")
+    (gw,) = template.of_type("Microsoft.Network/applicationGateways")
+    return template, gw.properties
+
+
+def test_waf_policy_is_prevention_with_owasp_3_2(plan):
+    template, props = _gateway(plan)
+    (policy,) = template.of_type(
+        "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies"
+    )
+    settings = policy.properties["policySettings"]
+    assert (settings["mode"], settings["state"]) == ("Prevention", "Enabled")
+    assert policy.properties["managedRules"]["managedRuleSets"] == [
+        {"ruleSetType": "OWASP", "ruleSetVersion": "3.2"}
+    ]
+    assert props["firewallPolicy"]["id"].path == "wafPolicy.id"
+    assert props["sku"] == {"name": "WAF_v2", "tier": "WAF_v2"}
+    assert (plan.gateway.waf_mode, plan.gateway.waf_rule_set_version) == ("Prevention", "3.2")
+
+
+def test_one_listener_per_party_port_routed_to_that_party(plan):
+    _, props = _gateway(plan)
+    ports = {p["name"]: p["properties"]["port"] for p in props["frontendPorts"]}
+    pools = {
+        p["name"]: [a["ipAddress"] for a in p["properties"]["backendAddresses"]]
+        for p in props["backendAddressPools"]
+    }
+    routes = {}
+    for rule in props["requestRoutingRules"]:
+        listener_name = rule["properties"]["httpListener"]["id"].rsplit("/", 1)[1]
+        (listener,) = [x for x in props["httpListeners"] if x["name"] == listener_name]
+        port_name = listener["properties"]["frontendPort"]["id"].rsplit("/", 1)[1]
+        pool_name = rule["properties"]["backendAddressPool"]["id"].rsplit("/", 1)[1]
+        routes[ports[port_name]] = pools[pool_name]
+    assert routes == {80: ["10.0.1.6"], 8080: ["10.0.1.4"], 8081: ["10.0.1.5"]}
+    priorities = [r["properties"]["priority"] for r in props["requestRoutingRules"]]
+    assert len(set(priorities)) == len(priorities)
+    assert {x["name"] for x in props["httpListeners"]} == {
+        listener.name for listener in plan.gateway.listeners
+    }
+    assert set(pools) == {listener.backend_pool for listener in plan.gateway.listeners}
+
+
+def test_health_probe_is_attached_to_the_backend_settings_every_rule_uses(plan):
+    _, props = _gateway(plan)
+    (probe,) = props["probes"]
+    assert probe["properties"]["path"] == "/"
+    assert probe["properties"]["protocol"] == "Http"
+    (settings,) = props["backendHttpSettingsCollection"]
+    assert settings["properties"]["probe"]["id"].endswith(f"/probes/{probe['name']}")
+    assert settings["properties"]["port"] == 80
+    for rule in props["requestRoutingRules"]:
+        assert rule["properties"]["backendHttpSettings"]["id"].endswith(
+            f"/backendHttpSettingsCollection/{settings['name']}"
+        )
+
+
+def test_public_ip_has_the_dns_label(plan):
+    template, props = _gateway(plan)
+    (pip,) = template.of_type("Microsoft.Network/publicIPAddresses")
+    assert pip.properties["dnsSettings"]["domainNameLabel"] == plan.gateway.dns_label
+    assert pip.body["sku"]["name"] == "Standard"
+    (frontend,) = props["frontendIPConfigurations"]
+    assert frontend["properties"]["publicIPAddress"]["id"].path == "publicIp.id"
+    assert template.outputs["fqdn"].path == "publicIp.properties.dnsSettings.fqdn"

@@ -1,0 +1,42 @@
+"""Every Bicep file in the repository parses with pycep-parser, and outputs never leak secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from cotenant.bicep_params import declared_parameters, parse_bicep
+from tests.bicep.conftest import REPO
+from tests.bicep.template import identifiers_in
+
+BICEP_FILES = sorted((REPO / "bicep").rglob("*.bicep"))
+SECRET_WORDS = ("password", "secret", "privatekey", "connectionstring", "sas", "token")
+
+
+def test_the_expected_modules_exist():
+    names = {p.relative_to(REPO / "bicep").as_posix() for p in BICEP_FILES}
+    assert {
+        "tenant/network.bicep", "tenant/party.bicep", "tenant/grants.bicep", "tenant/cvm.bicep",
+        "tenant/gateway.bicep", "tenant/bastion.bicep",
+    } <= names
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_parses_with_pycep(path):
+    template = parse_bicep(path)
+    assert template["resources"], "a module that declares no resource"
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_outputs_never_carry_secure_parameters(path):
+    secure = {n for n, p in declared_parameters(path).items() if p.secure}
+    for name, output in (parse_bicep(path).get("outputs") or {}).items():
+        assert not identifiers_in(output["value"]) & secure, f"output {name} uses a secret"
+        assert not any(word in name.lower() for word in SECRET_WORDS), f"output {name}"
+        assert not any(d["type"] == "secure" for d in output.get("decorators") or [])
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_secret_looking_parameters_are_secure(path):
+    for name, info in declared_parameters(path).items():
+        if any(word in name.lower() for word in ("password", "secret", "script")):
+            assert info.secure, f"{name} must be @secure()"
