@@ -1,0 +1,105 @@
+"""The VM bootstrap: shellcheck, the dry run's plan, the systemd unit's hardening."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+INSTALL = Path(__file__).resolve().parents[2] / "guest_agent" / "install"
+BOOTSTRAP = INSTALL / "bootstrap.sh"
+UNIT = INSTALL / "cotenant-agent.service"
+SHA = "ab" * 32
+CONFIG = 'tenant = "acme"\nparty = "contoso"\n# marker-5f1e\n'
+
+
+def _bootstrap(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(BOOTSTRAP), *args, "--root", str(root)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def _dry_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    config_b64 = base64.b64encode(CONFIG.encode()).decode()
+    return _bootstrap("--dry-run", "--bundle-url", "https://example.blob.core.windows.net/b.tgz",
+                      "--bundle-sha256", SHA, "--config-b64", config_b64, *extra, root=tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("script", ["bootstrap.sh", "build-bundle.sh"])
+def test_scripts_pass_shellcheck(script: str) -> None:
+    result = subprocess.run(["shellcheck", "--severity=style", str(INSTALL / script)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+def test_dry_run_plans_a_locked_down_install(tmp_path: Path) -> None:
+    result = _dry_run(tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout
+    # Dedicated unprivileged user with TPM access through the tss group, no login shell.
+    assert "useradd --system" in plan and "--groups tss" in plan
+    assert "/usr/sbin/nologin" in plan
+    # SSH: both the service and the socket (socket activation would otherwise keep port 22).
+    assert "systemctl mask ssh.socket ssh.service" in plan
+    assert "systemctl disable --now ssh.socket ssh.service" in plan
+    # Pinned, hash-checked, offline install: no git clone, no index.
+    assert "verify sha256" in plan and SHA in plan
+    assert "--require-hashes" in plan and "--no-index" in plan
+    assert "git clone" not in plan and "git+" not in plan
+    assert "--proto =https" in plan
+    # The hardened unit is installed and started.
+    assert "systemctl enable --now cotenant-agent.service" in plan
+    # The configuration's content is never echoed; the dry run touches nothing.
+    assert "marker-5f1e" not in plan + result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_debug_keeps_ssh_and_says_so(tmp_path: Path) -> None:
+    result = _dry_run(tmp_path, "--debug")
+    assert result.returncode == 0, result.stderr
+    assert "ssh.socket" not in result.stdout and "systemctl mask" not in result.stdout
+    assert "DEBUG deployment: SSH stays enabled" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--bundle-url", "http://x/b.tgz", "--bundle-sha256", SHA, "--config-b64", "eA=="],
+     "https"),
+    (["--bundle-url", "https://x/b.tgz", "--bundle-sha256", "abc", "--config-b64", "eA=="],
+     "64 lowercase hex"),
+    (["--bundle-url", "https://x/b.tgz", "--bundle-sha256", SHA], "--config-b64"),
+    (["--bogus"], "unknown argument"),
+])
+def test_bad_arguments_fail_clearly(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _bootstrap("--dry-run", *args, root=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_root_prefix_is_refused_outside_a_dry_run(tmp_path: Path) -> None:
+    result = _bootstrap("--bundle-url", "https://x/b.tgz", "--bundle-sha256", SHA,
+                        "--config-b64", "eA==", root=tmp_path)
+    assert result.returncode == 2  # either "must run as root" or "--root is only for --dry-run"
+
+
+def test_unit_is_hardened() -> None:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNIT)
+    service = parser["Service"]
+    expected = {
+        "User": "cotenant-agent", "SupplementaryGroups": "tss", "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "", "LimitCORE": "0", "RestrictSUIDSGID": "yes",
+        "DevicePolicy": "closed", "DeviceAllow": "/dev/tpmrm0 rw",
+    }
+    for key, value in expected.items():
+        assert service.get(key) == value, key
+    exec_start = service["ExecStart"]
+    assert exec_start.startswith("/opt/cotenant-agent/venv/bin/python -m guest_agent run")
+    assert "/etc/cotenant-agent/agent.toml" in exec_start
+    bootstrap = BOOTSTRAP.read_text()
+    assert 'PREFIX="/opt/cotenant-agent"' in bootstrap and "/etc/cotenant-agent" in bootstrap
