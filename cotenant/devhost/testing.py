@@ -201,9 +201,12 @@ class DevHostHarness:
             return _status(await self._engine.wait(instance_id, timeout))
         return self._run(wait(), timeout + 5)
 
-    def wait_for_custom_status(self, instance_id: str, predicate: Callable[[Any], bool],
-                               timeout: float = 30) -> Status:
-        """Block until ``predicate(custom_status)`` holds (or the instance ends)."""
+    def wait_until(self, instance_id: str, predicate: Callable[[Status], bool],
+                   timeout: float = 30) -> Status:
+        """Block until ``predicate(status)`` holds or the instance ends; returns the status.
+
+        The predicate runs on the host's loop: use the status it is given, not the harness.
+        """
         async def poll() -> Status:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
@@ -211,12 +214,31 @@ class DevHostHarness:
                 live = await self._engine.status(instance_id)
                 if live is not None:
                     status = _status(live)
-                    if predicate(status.custom_status) or status.done:
+                    if predicate(status) or status.done:
                         return status
                 if loop.time() > deadline:
-                    raise TimeoutError(f"custom status of {instance_id} not reached")
+                    raise TimeoutError(f"{instance_id} did not reach the expected state")
                 await asyncio.sleep(0.02)
         return self._run(poll(), timeout + 5)
+
+    def wait_for_custom_status(self, instance_id: str, predicate: Callable[[Any], bool],
+                               timeout: float = 30) -> Status:
+        """Block until ``predicate(custom_status)`` holds (or the instance ends)."""
+        return self.wait_until(instance_id, lambda s: predicate(s.custom_status), timeout)
+
+    def wait_for_status(self, instance_id: str, runtime_status: str,
+                        timeout: float = 30) -> Status:
+        """Block until the instance has ``runtime_status`` (e.g. "Running") or ends."""
+        return self.wait_until(instance_id, lambda s: s.runtime_status == runtime_status,
+                               timeout)
+
+    def wait_for_history(self, instance_id: str, event_type: str, count: int = 1,
+                         timeout: float = 30) -> Status:
+        """Block until the history holds ``count`` events of ``event_type`` (e.g.
+        "TaskCompleted", "TimerCreated")."""
+        return self.wait_until(
+            instance_id,
+            lambda s: sum(e["EventType"] == event_type for e in s.history) >= count, timeout)
 
     def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0,
                 days: float = 0) -> None:

@@ -1,0 +1,112 @@
+"""Queue triggers on Azure Storage queues, with the host's retry and poison-queue behaviour.
+
+A message is received invisible for the processing time; when the function fails it is made
+visible again after ``visibilityTimeout``; once it has been dequeued ``maxDequeueCount``
+times (default 5) and fails again it moves to ``<queue>-poison``. Messages are base64 unless
+host.json sets ``extensions.queues.messageEncoding`` to ``none``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue.aio import QueueClient
+
+from .appsettings import resolve
+from .loader import Function
+from .settings import HostConfig, SettingsError
+
+log = logging.getLogger("cotenant.devhost")
+_PROCESSING_VISIBILITY = 600  # seconds a message stays invisible while the function runs
+
+
+def decode_body(content: str, base64_encoded: bool) -> bytes:
+    if base64_encoded:
+        try:
+            return base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            pass  # the host would fail such a message; accept plain text locally
+    return content.encode()
+
+
+class QueueListener:
+    def __init__(self, fn: Function, config: HostConfig,
+                 invoke: Callable[[Function, dict[str, Any]], Awaitable[Any]]) -> None:
+        self.fn = fn
+        self.settings = config.queues
+        self.invoke = invoke
+        self.queue_name = resolve(str(fn.trigger["queueName"]), config.values).lower()
+        connection = config.connection(fn.trigger.get("connection"))
+        if not connection:
+            raise SettingsError(f"queue trigger {fn.name}: no storage connection configured")
+        self._queue = QueueClient.from_connection_string(connection, self.queue_name)
+        self._poison = QueueClient.from_connection_string(connection,
+                                                          f"{self.queue_name}-poison")
+        self._task: asyncio.Task[None] | None = None
+        self.processed = 0
+
+    async def start(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            await self._queue.create_queue()
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._queue.close()
+        await self._poison.close()
+
+    async def _poll(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                messages = [m async for m in self._queue.receive_messages(
+                    messages_per_page=self.settings.batch_size,
+                    visibility_timeout=_PROCESSING_VISIBILITY,
+                    max_messages=self.settings.batch_size)]
+            except Exception as exc:
+                log.warning("queue %s: receive failed: %s", self.queue_name, exc)
+                messages = []
+            if messages:
+                delay = 0.05
+                await asyncio.gather(*(self._process(m) for m in messages))
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.max_polling_interval)
+
+    async def _process(self, message: Any) -> None:
+        msg = func.QueueMessage(
+            id=message.id, body=decode_body(message.content, self.settings.base64),
+            dequeue_count=message.dequeue_count, expiration_time=message.expires_on,
+            insertion_time=message.inserted_on, time_next_visible=message.next_visible_on,
+            pop_receipt=message.pop_receipt)
+        try:
+            await self.invoke(self.fn, {self.fn.trigger_param: msg})
+        except Exception as exc:
+            log.warning("Executed 'Functions.%s' (Failed, Id=%s, dequeue count %s): %s",
+                        self.fn.name, message.id, message.dequeue_count, exc)
+            await self._failed(message)
+            return
+        self.processed += 1
+        await self._queue.delete_message(message.id, message.pop_receipt)
+
+    async def _failed(self, message: Any) -> None:
+        if message.dequeue_count >= self.settings.max_dequeue_count:
+            with contextlib.suppress(ResourceExistsError):
+                await self._poison.create_queue()
+            await self._poison.send_message(message.content)
+            await self._queue.delete_message(message.id, message.pop_receipt)
+            log.warning("Message %s moved to %s-poison after %s attempts", message.id,
+                        self.queue_name, message.dequeue_count)
+            return
+        await self._queue.update_message(message.id, message.pop_receipt,
+                                         visibility_timeout=int(self.settings.visibility_timeout))
