@@ -16,6 +16,8 @@ import typer
 _SUBAPPS: list[tuple[str, str]] = [
     ("spec", "cotenant.cli.spec"),
     ("policy", "cotenant.cli.policy"),
+    ("data", "cotenant.cli.data"),
+    ("lab", "cotenant.cli.lab"),
 ]
 
 # modules exposing ``register(root: typer.Typer) -> None`` for top-level commands.

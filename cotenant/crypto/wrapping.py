@@ -159,3 +159,24 @@ class PrivateKeyUnwrapper:
             raise WrongKeyError(
                 f"the data key does not unwrap with this private key (sealed for {key_id})"
             ) from None
+
+
+class KeyVaultUnwrapper:
+    """Unwrap with Key Vault's ``unwrapKey`` (needs the unwrapKey permission on the key)."""
+
+    def __init__(self, credential: Any, **client_kwargs: Any) -> None:
+        self._credential = credential
+        self._client_kwargs = client_kwargs
+
+    def __call__(self, key_id: str, algorithm: str, wrapped: bytes) -> bytes:
+        check_wrap_algorithm(algorithm)
+        from azure.core.exceptions import HttpResponseError
+        from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+
+        client = CryptographyClient(key_id, self._credential, **self._client_kwargs)
+        try:
+            return client.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, wrapped).key
+        except HttpResponseError as exc:
+            raise WrongKeyError(
+                f"Key Vault refused to unwrap with {key_id}: {exc.reason}"
+            ) from None
