@@ -240,3 +240,20 @@ def test_plan_json_has_nsg_matrix_and_phases(plan):
     data = plan.model_dump(mode="json")
     assert {"nsg_rules", "access_matrix", "phases", "critical_path_seconds",
             "sequential_seconds", "grants", "gateway"} <= set(data)
+
+
+def test_ten_party_example_scales():
+    plan = build_plan(load_spec(REPO_ROOT / "examples" / "ten-party.yaml"))
+    matrix = plan.access_matrix
+    owners = [p.party for p in plan.parties if p.role == "owner"]
+    assert len(plan.parties) == 10 and len(owners) == 8
+    assert matrix.releasable_by("woodgrove") == [*owners, "woodgrove"]
+    assert matrix.releasable_by("relecloud") == [*owners[:4], "relecloud"]
+    assert not matrix.can_release("litware", "relecloud")
+    assert not any(matrix.can_release(a, b) for a in owners for b in owners if a != b)
+    # per-party work runs in parallel: the critical path does not grow with the party count
+    assert plan.critical_path_seconds == 600
+    assert plan.sequential_seconds == 120 + 10 * (80 + 240) + 480
+    assert all(p.release_policy["anyOf"][0]["allOf"][-1] == {
+        "claim": "x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable", "equals": False}
+        for p in plan.parties)

@@ -301,3 +301,9 @@ def test_single_party_tenant_needs_no_aggregator():
         {"name": "clinic", "display_name": "Clinic", "private_ip": "10.0.1.4",
          "gateway_port": 80}]})
     assert spec.parties[0].role == "owner"
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_example_is_valid(path):
+    assert load_spec(path).parties
