@@ -1,0 +1,52 @@
+"""The reference scenario's data owners: seal their CSVs and publish them to their storage."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+
+from cotenant.azurite import Azurite
+from cotenant.crypto.envelope import seal
+from cotenant.crypto.wrapping import KeyWrapper
+from tests.workloads.expected import PARTIES
+
+
+def seal_file(path: Path, key_id: str, wrapper: KeyWrapper) -> bytes:
+    """The data owner's step, on the owner's machine: a sealed copy (in memory here)."""
+    sink = io.BytesIO()
+    with path.open("rb") as source:
+        seal(source, sink, key_id=key_id, wrapper=wrapper, content_type="text/csv")
+    return sink.getvalue()
+
+
+def publish(azurite: Azurite, party: str, sealed: bytes) -> tuple[str, str]:
+    """Upload to a container of the party's own (unique per test run)."""
+    container = f"{party}-data-{uuid.uuid4().hex[:8]}"
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.create_container(container)
+    blob = f"{party}-data.csv.sealed"
+    service.get_blob_client(container, blob).upload_blob(sealed)
+    return container, blob
+
+
+def partner_entry(
+    azurite: Azurite, party: str, vault: str, key_name: str, container: str, blob: str
+) -> dict[str, Any]:
+    return {
+        "name": party,
+        "display_name": party.capitalize(),
+        "key_vault": vault,
+        "key_name": key_name,
+        "account_url": azurite.blob_url,
+        "container": container,
+        "blob": blob,
+        "connection_string": azurite.connection_string,
+    }
+
+
+def party_csv(party: str) -> Path:
+    return PARTIES[party.capitalize()]
