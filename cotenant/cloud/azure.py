@@ -21,10 +21,13 @@ from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from cotenant.cloud.base import (
+    AgentSettings,
     CloudError,
     Deployment,
     DeploymentState,
+    IdentityInfo,
     KeyInfo,
+    OperatorSettings,
     ResourceGroupState,
     RoleGrant,
     VmInfo,
@@ -75,9 +78,11 @@ class AzureCloud:
     name = "azure"
 
     def __init__(self, *, subscription_id: str, credential: TokenCredential,
-                 queues: QueueCommands, templates_dir: Path = TEMPLATES_DIR,
-                 vault_suffix: str = "vault.azure.net", **client_options: Any) -> None:
+                 queues: QueueCommands, operator: OperatorSettings,
+                 templates_dir: Path = TEMPLATES_DIR, vault_suffix: str = "vault.azure.net",
+                 **client_options: Any) -> None:
         self.subscription_id = subscription_id
+        self.operator = operator
         self._templates_dir = templates_dir
         self._vault_suffix = vault_suffix
         self._resources = ResourceManagementClient(credential, subscription_id, **client_options)
@@ -180,12 +185,21 @@ class AzureCloud:
             return [RoleGrant(scope=a.scope, principal_id=a.principal_id,
                               role_definition_id=a.role_definition_id) for a in found]
 
-    def principal_id(self, resource_group: str, identity_name: str) -> str:
+    def get_identity(self, resource_group: str, identity_name: str) -> IdentityInfo:
         rid = self._resource_id(resource_group, "Microsoft.ManagedIdentity/userAssignedIdentities",
                                 identity_name)
         with cloud_errors("read managed identity", rid):
             resource = self._resources.resources.get_by_id(rid, api_version=_IDENTITY_API)
-        return str(resource.properties["principalId"])
+        props = resource.properties or {}
+        return IdentityInfo(name=identity_name, principal_id=str(props["principalId"]),
+                            client_id=str(props["clientId"]))
+
+    def agent_settings(self) -> AgentSettings:
+        return AgentSettings(backend="tpm", queue_account_url=self._queues.account_url)
+
+    @property
+    def tls_verify(self) -> bool | str:
+        return True
 
     def get_vm(self, resource_group: str, vm_name: str) -> VmInfo:
         with cloud_errors("read virtual machine", f"{resource_group}/{vm_name}"):

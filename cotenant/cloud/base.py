@@ -104,6 +104,40 @@ class RoleGrant(BaseModel):
         return self.role_definition_id.rstrip("/").lower().endswith(RELEASE_ROLE_ID)
 
 
+class IdentityInfo(BaseModel):
+    """A user-assigned managed identity (ids only)."""
+
+    name: str
+    principal_id: str
+    client_id: str
+
+
+class AgentSettings(BaseModel):
+    """Where a guest agent on this cloud finds its queues, identity endpoint and TLS roots."""
+
+    backend: str  # guest agent attestation backend: "tpm" on Azure, "lab" offline
+    queue_account_url: str
+    queue_connection_string: str | None = Field(default=None, repr=False)
+    imds_endpoint: str = "http://169.254.169.254"
+    ca_bundle: str | None = None
+
+
+class OperatorSettings(BaseModel):
+    """Who operates the vaults (creates the app keys through the data plane) and the
+    platform principals the party module needs."""
+
+    principal_id: str
+    principal_type: str = "ServicePrincipal"
+    cvm_orchestrator_object_id: str
+    allowed_ip_ranges: list[str] = Field(default_factory=list)
+
+    def party_inputs(self) -> dict[str, Any]:
+        return {"operator_principal_id": self.principal_id,
+                "operator_principal_type": self.principal_type,
+                "cvm_orchestrator_object_id": self.cvm_orchestrator_object_id,
+                "allowed_ip_ranges": list(self.allowed_ip_ranges)}
+
+
 class VmInfo(BaseModel):
     """A virtual machine's security-relevant facts."""
 
@@ -124,6 +158,7 @@ class Cloud(Protocol):
     """What the activities need from a cloud. Every call is idempotent."""
 
     name: str
+    operator: OperatorSettings
 
     def ensure_resource_group(self, name: str, location: str, tags: dict[str, str]) -> None: ...
 
@@ -155,8 +190,13 @@ class Cloud(Protocol):
     def list_key_grants(self, resource_group: str, vault_name: str,
                         key_name: str) -> list[RoleGrant]: ...
 
-    def principal_id(self, resource_group: str, identity_name: str) -> str:
-        """The object id of a user-assigned managed identity."""
+    def get_identity(self, resource_group: str, identity_name: str) -> IdentityInfo: ...
+
+    def agent_settings(self) -> AgentSettings: ...
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """``verify`` for HTTPS clients of this cloud's services (a CA bundle path or True)."""
 
     def get_vm(self, resource_group: str, vm_name: str) -> VmInfo: ...
 

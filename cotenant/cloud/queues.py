@@ -29,6 +29,10 @@ class QueueCommands:
                          **options: Any) -> QueueCommands:
         return cls(QueueServiceClient(account_url, credential=credential, **options))
 
+    @property
+    def account_url(self) -> str:
+        return self._service.url.rstrip("/")
+
     def send(self, queue_name: str, message: dict[str, Any]) -> None:
         queue = self._service.get_queue_client(
             queue_name, message_encode_policy=TextBase64EncodePolicy())

@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 
 from cotenant.cloud.azure import AzureCloud
-from cotenant.cloud.base import CloudError, DeploymentState, ResourceGroupState
+from cotenant.cloud.base import (
+    CloudError,
+    DeploymentState,
+    OperatorSettings,
+    ResourceGroupState,
+)
 from cotenant.cloud.queues import QueueCommands
 from tests.control_plane.recording_transport import RecordingAdapter, StaticCredential
 
 SUB = "00000000-0000-0000-0000-000000000001"
+OPERATOR = "00000000-0000-0000-0000-0000000000aa"
 POLICY = {"version": "1.0.0", "anyOf": [{
     "authority": "https://sharedneu.neu.attest.azure.net",
     "allOf": [{"claim": "x-ms-isolation-tee.x-ms-attestation-type", "equals": "sevsnpvm"}]}]}
@@ -39,8 +45,9 @@ def cloud(transport: RecordingAdapter, tmp_path: Path) -> AzureCloud:
     options = {"transport": transport.transport(), "retry_total": 0}
     queues = QueueCommands.from_account_url("https://acct.queue.core.windows.net",
                                             StaticCredential(), **options)
+    operator = OperatorSettings(principal_id=OPERATOR, cvm_orchestrator_object_id=OPERATOR)
     return AzureCloud(subscription_id=SUB, credential=StaticCredential(), queues=queues,
-                      templates_dir=tmp_path, **options)
+                      operator=operator, templates_dir=tmp_path, **options)
 
 
 def _deployment_body(state: str, error: dict | None = None) -> dict:
@@ -194,3 +201,13 @@ def test_send_command_creates_queue_and_base64_encodes(cloud, transport):
     (post,) = transport.sent("POST", r"/cmd-contoso/messages")
     text = post.body.split("<MessageText>")[1].split("</MessageText>")[0]
     assert json.loads(base64.b64decode(text)) == {"type": "rotate", "version": "v2"}
+
+
+def test_identity_is_read_through_the_generic_resource_api(cloud, transport):
+    transport.on("GET", r"/userAssignedIdentities/id-demo-contoso\?", (200, {
+        "id": "x", "name": "id-demo-contoso", "location": "northeurope",
+        "properties": {"principalId": "p-1", "clientId": "c-1", "tenantId": "t"}}))
+    identity = cloud.get_identity("rg-demo", "id-demo-contoso")
+    assert (identity.principal_id, identity.client_id) == ("p-1", "c-1")
+    (sent,) = transport.sent("GET", r"/userAssignedIdentities/")
+    assert "api-version=2023-01-31" in sent.url

@@ -1,0 +1,122 @@
+"""Activities for the spec, the resource group and module deployments."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+
+from activities.agent import agent_config
+from activities.blueprint import bp
+from activities.common import activity, cloud, failed, plan_of
+from cotenant.cloud.base import Cloud, DeploymentState, ResourceGroupState
+from cotenant.cloud.bootstrap import render_bootstrap
+from cotenant.deployments import DeploymentInputError, deployment_name, module_parameters
+from cotenant.plan import Plan, build_plan
+from cotenant.spec import SpecError, parse_spec
+
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-_.!#%+=@"
+
+
+def new_password(length: int = 40) -> str:
+    """A random password with every character class (cryptographic randomness)."""
+    while True:
+        value = "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
+        if (any(c.islower() for c in value) and any(c.isupper() for c in value)
+                and any(c.isdigit() for c in value) and any(not c.isalnum() for c in value)):
+            return value
+
+
+def secure_inputs(target: Cloud, plan: Plan, module: str, party: str | None,
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    """The run-time inputs of ``module`` (secrets are made here and never leave the activity,
+    so they are not written to the orchestration history)."""
+    if module == "party":
+        return target.operator.party_inputs()
+    if module == "grants":
+        assert party is not None
+        return {"principal_ids": {
+            g.grantee: target.get_identity(plan.resource_group, g.grantee_identity).principal_id
+            for g in plan.grants_for_key(party)}}
+    if module == "cvm":
+        assert party is not None
+        me = plan.party(party)
+        identity = target.get_identity(plan.resource_group, me.identity_name)
+        config = agent_config(target, plan, party, nonce=extra["nonce"],
+                              instance=extra["instance"], client_id=identity.client_id)
+        return {"admin_username": f"op{secrets.token_hex(4)}",
+                "admin_password": new_password(),
+                "bootstrap_script": render_bootstrap(config.to_toml())}
+    return {}
+
+
+@bp.activity_trigger(input_name="payload")
+def validate_spec(payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        plan = build_plan(parse_spec(payload))
+    except SpecError as exc:
+        return failed("; ".join(f"{p.path}: {p.message}" for p in exc.problems))
+    return {"ok": True, "plan": plan.model_dump(mode="json")}
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def ensure_resource_group(payload: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_of(payload)
+    cloud().ensure_resource_group(plan.resource_group, plan.location,
+                                  {"cotenant-tenant": plan.tenant})
+    return {"resource_group": plan.resource_group}
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def start_deployment(payload: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_of(payload)
+    module, party = payload["module"], payload.get("party")
+    target = cloud()
+    name = deployment_name(plan, module, party)
+    try:
+        params = module_parameters(plan, module, party,
+                                   **secure_inputs(target, plan, module, party,
+                                                   payload.get("extra") or {}))
+    except DeploymentInputError as exc:
+        return failed(f"parameters of module {module}: {exc}", name)
+    found = target.start_deployment(plan.resource_group, name, module, params)
+    return {"deployment": _dump(found)}
+
+
+def _dump(deployment: Any) -> dict[str, Any]:
+    return {**deployment.model_dump(mode="json"), "retryable": deployment.retryable}
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def get_deployment(payload: dict[str, Any]) -> dict[str, Any]:
+    found = cloud().get_deployment(payload["resource_group"], payload["name"])
+    if found.state is DeploymentState.NOT_FOUND:
+        return failed("the deployment disappeared", f"{found.resource_group}/{found.name}")
+    return {"deployment": _dump(found)}
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def delete_resource_group(payload: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_of(payload)
+    return {"state": cloud().begin_delete_resource_group(plan.resource_group).value}
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def resource_group_state(payload: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_of(payload)
+    state: ResourceGroupState = cloud().resource_group_state(plan.resource_group)
+    return {"state": state.value}
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def purge_vaults(payload: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_of(payload)
+    for party in plan.parties:
+        cloud().purge_vault(party.vault_name, plan.location)
+    return {"purged": [p.vault_name for p in plan.parties]}

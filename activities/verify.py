@@ -1,0 +1,124 @@
+"""Verification: the control plane checks every attestation itself and the final trust matrix.
+
+``verify_attestation`` verifies the token the agent sent (issuer in the allow-list, signature
+from the issuer's JWKS, expiry, nonce = the orchestration's challenge) and checks that its
+claims satisfy the party's key release policy and that the VM is not debuggable.
+``finalize_tenant`` reads every key's release grants back from the cloud and compares them and
+the releases the agents observed with the spec's access matrix.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from activities.blueprint import bp
+from activities.common import activity, cloud, failed, plan_of
+from cotenant.crypto.tokens import TokenError, TokenVerifier
+from cotenant.plan import Plan
+from cotenant.policy import evaluate
+
+_verifiers: dict[tuple[str, str], TokenVerifier] = {}
+_lock = threading.Lock()
+
+
+def verifier(authority: str, tls_verify: bool | str) -> TokenVerifier:
+    key = (authority, str(tls_verify))
+    with _lock:
+        if key not in _verifiers:
+            _verifiers[key] = TokenVerifier([authority], verify=tls_verify)
+        return _verifiers[key]
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def verify_attestation(payload: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_of(payload)
+    party = payload["party"]
+    me = plan.party(party)
+    token = payload.get("token")
+    if not token:
+        return failed(f"party {party}: the attested report carried no token", me.vm_name)
+    try:
+        claims = verifier(plan.authority, cloud().tls_verify).verify(
+            token, nonce=payload["nonce"])
+    except TokenError as exc:
+        return failed(f"party {party}: attestation token refused ({exc.code}): {exc}",
+                      me.vm_name)
+    if claims.is_debuggable:
+        return failed(f"party {party}: the VM is debuggable (x-ms-sevsnpvm-is-debuggable); "
+                      "a debuggable VM can be inspected by its host and is not trusted",
+                      me.vm_name)
+    decision = evaluate(me.release_policy, claims.claims)
+    if not decision.allowed:
+        return failed(f"party {party}: the token does not satisfy the key release policy: "
+                      f"{decision.explanation}", me.vm_name)
+    return {"summary": {
+        "issuer": claims.issuer,
+        "attestation_type": claims.tee_type,
+        "compliance_status": claims.compliance_status,
+        "debuggable": claims.is_debuggable,
+        "secure_boot": claims.secure_boot,
+        "nonce_matches_challenge": True,
+        "expires_at": claims.expires_at.isoformat() if claims.expires_at else None,
+        "policy": decision.explanation,
+    }}
+
+
+def grants_readback(plan: Plan) -> tuple[dict[str, list[str]], list[str]]:
+    """Key owner → parties holding a release grant on its key (read from the cloud), and
+    the differences from the plan."""
+    target = cloud()
+    principal_to_party = {
+        target.get_identity(plan.resource_group, p.identity_name).principal_id: p.party
+        for p in plan.parties}
+    holders: dict[str, list[str]] = {}
+    problems = []
+    for owner in plan.parties:
+        found = target.list_key_grants(plan.resource_group, owner.vault_name,
+                                       owner.app_key_name)
+        parties = sorted({principal_to_party.get(g.principal_id, g.principal_id)
+                          for g in found if g.is_release_role})
+        holders[owner.party] = parties
+        expected = sorted(owner.releasable_by)
+        if parties != expected:
+            problems.append(f"{owner.app_key_name}: release grants held by {parties or 'nobody'}"
+                            f", the spec says {expected}")
+    return holders, problems
+
+
+def trust_matrix(plan: Plan, parties: list[dict[str, Any]],
+                 holders: dict[str, list[str]]) -> tuple[list[dict[str, Any]], list[str]]:
+    observed = {r["party"]: r.get("releases") or {} for r in parties}
+    rows, problems = [], []
+    for owner in plan.parties:
+        for grantee in plan.parties:
+            expected = plan.access_matrix.can_release(owner.party, grantee.party)
+            seen = observed.get(grantee.party, {}).get(owner.party) or {"outcome": "missing"}
+            outcome = seen["outcome"]
+            ok = (outcome == "released") if expected else (outcome == "refused")
+            rows.append({
+                "key_owner": owner.party, "key": owner.app_key_name, "vm": grantee.vm_name,
+                "party": grantee.party, "expected": "release" if expected else "refuse",
+                "granted": grantee.party in holders.get(owner.party, []),
+                "outcome": outcome, "version": seen.get("version"),
+                "refusal": seen.get("code") if outcome != "released" else None,
+                "verified": ok,
+            })
+            if not ok:
+                problems.append(
+                    f"{grantee.party}'s VM {outcome} {owner.app_key_name}, expected to "
+                    f"{'release' if expected else 'be refused'}")
+    return rows, problems
+
+
+@bp.activity_trigger(input_name="payload")
+@activity
+def finalize_tenant(payload: dict[str, Any]) -> dict[str, Any]:
+    plan = plan_of(payload)
+    holders, grant_problems = grants_readback(plan)
+    rows, matrix_problems = trust_matrix(plan, payload["parties"], holders)
+    problems = grant_problems + matrix_problems
+    if problems:
+        return failed("the deployed tenant does not match its spec: " + "; ".join(problems))
+    return {"trust_matrix": rows, "grants": holders}

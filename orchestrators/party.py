@@ -1,0 +1,117 @@
+"""``provision_party``: one party's CVM, its guest agent's attestation, and verification.
+
+The cross-party steps (identity and vault, app key, key-scoped grants) are scheduled by
+``deploy_tenant`` because they depend on other parties; this sub-orchestration runs the
+party's own chain once they are in place: a fresh challenge → the CVM deployment (its secure
+bootstrap parameter carries the guest agent's configuration with the challenge) → wait for the
+agent's ``attested`` report and the outcome of every release it attempts → verify the
+attestation token itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.blueprint import bp
+from orchestrators.common import (
+    Progress,
+    StepFailed,
+    checked,
+    failure_message,
+    retry_options,
+    timing_of,
+)
+from orchestrators.monitor import monitor
+from orchestrators.reports import wait_reports
+
+OUTCOMES = {"released": "released", "release-denied": "refused", "failed": "failed"}
+
+
+def key_name_of(kid: str | None) -> str | None:
+    """``https://vault/keys/<name>[/<version>]`` → ``<name>``."""
+    if not kid or "/keys/" not in kid:
+        return None
+    return kid.split("/keys/", 1)[1].split("/")[0]
+
+
+def release_outcomes(reports: list[dict[str, Any]], key_owner: dict[str, str]
+                     ) -> dict[str, dict[str, Any]]:
+    """Key owner → what happened when this party's agent tried to release that owner's key."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        owner = key_owner.get(key_name_of(report.get("key_id")) or "")
+        if owner is None or report["event"] not in OUTCOMES:
+            continue
+        outcomes[owner] = {
+            "outcome": OUTCOMES[report["event"]],
+            "version": report.get("key_version"),
+            "code": report.get("error_code"),
+            "message": report.get("error"),
+            "at": report.get("sent_at"),
+        }
+    return outcomes
+
+
+def attestation_failure(reports: list[dict[str, Any]]) -> str | None:
+    for report in reports:
+        if report["event"] == "failed" and not report.get("key_id"):
+            return report.get("error") or "the guest agent reported a failure"
+    return None
+
+
+@bp.orchestration_trigger(context_name="context")
+def provision_party(context: df.DurableOrchestrationContext):
+    data = context.get_input()
+    plan, party = data["plan"], data["party"]
+    timing = timing_of(data)
+    retry = retry_options(timing)
+    party_plan = next(p for p in plan["parties"] if p["party"] == party)
+    key_owner = {p["app_key_name"]: p["party"] for p in plan["parties"]}
+    progress = Progress(context, tenant=plan["tenant"], party=party,
+                        vm=party_plan["vm_name"], attested=False, releases={})
+    step = f"cvm:{party}"
+    try:
+        challenge = yield context.call_activity_with_retry("new_challenge", retry, party)
+        nonce = challenge["nonce"]
+        progress.start(step)
+        yield monitor(context, plan, "cvm", party, timing, nonce=nonce,
+                      instance=context.instance_id)
+        progress.finish(step)
+
+        step = f"bootstrap:{party}"
+        progress.start(step)
+        reports = yield from wait_reports(
+            context, nonce=nonce, timeout=timing["report_timeout_seconds"],
+            what=f"the guest agent of party {party} ({party_plan['vm_name']}) to attest",
+            done=lambda got: any(r["event"] in ("attested", "failed") for r in got))
+        failure = attestation_failure(reports)
+        if failure:
+            raise StepFailed(f"the guest agent of party {party} could not attest: {failure}")
+        token = next(r for r in reports if r["event"] == "attested").get("token")
+        progress.finish(step)
+
+        step = f"attest:{party}"
+        progress.start(step)
+        reports += yield from wait_reports(
+            context, nonce=nonce, timeout=timing["report_timeout_seconds"],
+            what=f"the guest agent of party {party} to report its key releases",
+            done=lambda got: len(release_outcomes(reports + got, key_owner)) == len(key_owner))
+        releases = release_outcomes(reports, key_owner)
+        progress.finish(step)
+        progress.set(releases=releases)
+
+        step = f"verify:{party}"
+        progress.start(step)
+        verified = yield context.call_activity_with_retry("verify_attestation", retry, {
+            "plan": plan, "party": party, "token": token, "nonce": nonce})
+        attestation = checked(verified, f"verifying the attestation of party {party}")
+        progress.set(attested=True, attestation=attestation["summary"])
+        progress.finish(step)
+        progress.set(phase="succeeded")
+        return {"party": party, "attested": True, "attestation": attestation["summary"],
+                "releases": releases}
+    except Exception as exc:
+        progress.fail(step, failure_message(exc))
+        raise StepFailed(f"party {party}: {failure_message(exc)}") from None
