@@ -48,6 +48,17 @@ def parse_json_text(raw: bytes) -> str | None:
     return json.dumps(value)
 
 
+def event_json_text(raw: bytes) -> str | None:
+    """Body of a raise-event request → the event's JSON text: parsed once, as the host does.
+
+    The SDK's client JSON-encodes the data before sending it as JSON, so an orchestrator
+    receives what that client raised as a *string* (upstream behaviour, kept here).
+    """
+    if not raw.strip():
+        return None
+    return json.dumps(json.loads(raw))
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -170,7 +181,7 @@ class ManagementApi:
 
     async def raise_event(self, request: web.Request) -> web.Response:
         await self.engine.raise_event(request.match_info["id"], request.match_info["event"],
-                                      parse_json_text(await request.read()))
+                                      event_json_text(await request.read()))
         return web.Response(status=202)
 
     async def terminate(self, request: web.Request) -> web.Response:
