@@ -83,6 +83,9 @@ class NetworkPlan(_Frozen):
     gateway_subnet: Subnet
     bastion_subnet: Subnet | None  # debug only
     nsg_name: str
+    # outbound for the VM subnet (the VMs have no public IPs)
+    nat_gateway_name: str
+    nat_public_ip_name: str
 
 
 class RoleOnKey(_Frozen):
@@ -264,6 +267,8 @@ def _network(spec: TenantSpec) -> NetworkPlan:
             Subnet(name="AzureBastionSubnet", cidr=str(net.bastion_subnet)) if spec.debug else None
         ),
         nsg_name=f"nsg-{spec.name}-vm",
+        nat_gateway_name=f"ng-{spec.name}",
+        nat_public_ip_name=f"pip-{spec.name}-nat",
     )
 
 

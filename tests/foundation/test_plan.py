@@ -72,6 +72,7 @@ def test_network(plan):
     assert net.address_space == "10.0.0.0/16"
     assert (net.vm_subnet.name, net.vm_subnet.cidr) == ("VMSubnet", "10.0.1.0/24")
     assert (net.gateway_subnet.name, net.gateway_subnet.cidr) == ("AppGwSubnet", "10.0.2.0/24")
+    assert (net.nat_gateway_name, net.nat_public_ip_name) == ("ng-demo", "pip-demo-nat")
 
 
 def test_party_ips_ports_and_keys(plan):
