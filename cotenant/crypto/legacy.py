@@ -20,7 +20,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from cotenant.crypto.encoding import b64_decode_any
 from cotenant.crypto.envelope import DEFAULT_CHUNK_SIZE, Progress, SealedHeader, Unwrapper, seal
-from cotenant.crypto.errors import ChunkCorruptedError, SealedFileError, TruncatedError
+from cotenant.crypto.errors import (
+    ChunkCorruptedError,
+    SealedFileError,
+    TruncatedError,
+    UnsupportedAlgorithmError,
+)
 from cotenant.crypto.wrapping import WRAP_ALGORITHM, KeyWrapper, check_wrap_algorithm
 
 NONCE_BYTES = 12
@@ -49,9 +54,9 @@ def unwrap_legacy_key(
     check_wrap_algorithm(algorithm)
     try:
         data_key = unwrapper(key_id, algorithm, wrapped)
-    except SealedFileError:
+    except UnsupportedAlgorithmError:
         raise
-    except ValueError:
+    except ValueError:  # includes WrongKeyError from PrivateKeyUnwrapper
         raise SealedFileError(
             "the legacy data key does not unwrap with RSA-OAEP-256 under this key "
             "(wrong key, or wrapped with RSA1_5, which is not supported)",
