@@ -226,7 +226,9 @@ def _parse_block(data: Any, path: str, problems: list[Problem]) -> AuthorityBloc
     return AuthorityBlock(authority, rule)
 
 
-def _parse_group(data: dict, combinator: Combinator, path: str, problems: list[Problem]):
+def _parse_group(
+    data: dict, combinator: Combinator, path: str, problems: list[Problem]
+) -> Group | None:
     items = _items_of(data, combinator, path, problems)
     if items is None:
         return None

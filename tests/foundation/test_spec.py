@@ -163,24 +163,20 @@ def test_invalid_ip(doc):
     assert_problem(doc, "parties[0].private_ip", "IPv4")
 
 
-def test_overlapping_cidrs(doc):
-    doc["network"]["gateway_subnet"] = "10.0.1.128/25"
-    assert_problem(doc, "network.gateway_subnet", "overlaps network.vm_subnet")
-
-
-def test_subnet_outside_vnet(doc):
-    doc["network"]["bastion_subnet"] = "192.168.0.0/26"
-    assert_problem(doc, "network.bastion_subnet", "not inside the VNet")
-
-
-def test_bastion_subnet_too_small(doc):
-    doc["network"]["bastion_subnet"] = "10.0.99.0/27"
-    assert_problem(doc, "network.bastion_subnet", "/26 or larger")
-
-
-def test_cidr_with_host_bits(doc):
-    doc["network"]["vm_subnet"] = "10.0.1.5/24"
-    assert_problem(doc, "network.vm_subnet", "host bits")
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("gateway_subnet", "10.0.1.128/25", "overlaps network.vm_subnet"),
+        ("bastion_subnet", "192.168.0.0/26", "not inside the VNet"),
+        ("bastion_subnet", "10.0.99.0/27", "/26 or larger"),
+        ("vm_subnet", "10.0.1.5/24", "host bits set (did you mean 10.0.1.0/24?)"),
+        ("vm_subnet", "10.0.1.0/30", "too small for an Azure subnet"),
+        ("vnet_cidr", "10.0.0.0/33", "not a valid IPv4 network"),
+    ],
+)
+def test_network_rules(doc, field, value, fragment):
+    doc["network"][field] = value
+    assert_problem(doc, f"network.{field}", fragment)
 
 
 def test_clashing_gateway_ports(doc):
