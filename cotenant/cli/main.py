@@ -24,6 +24,7 @@ _SUBAPPS: list[tuple[str, str]] = [
 _TOP_LEVEL: list[str] = [
     "cotenant.cli.train",
     "cotenant.cli.plan",
+    "cotenant.cli.devhost",
 ]
 
 

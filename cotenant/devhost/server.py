@@ -57,6 +57,10 @@ class DevHost:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def keys_location(self) -> str:
+        return self.config.keys.source if self.config else ""
+
     async def start(self) -> None:
         config = load_config(self.app_path, overrides=self.settings, keys_file=self.keys_file)
         self.config = config

@@ -53,6 +53,7 @@ class Keys:
     master: str
     default: list[str] = field(default_factory=list)
     per_function: dict[str, list[str]] = field(default_factory=dict)
+    source: str = ""
 
     def allows(self, function: str, presented: str | None, *, admin: bool = False) -> bool:
         if not presented:
@@ -123,7 +124,8 @@ def _load_keys(app_dir: Path, values: dict[str, str], keys_file: Path | None) ->
                "functions": data.get("functions") or {}}
         path.write_text(json.dumps(doc, indent=2))
         path.chmod(0o600)
-    return Keys(master, default, per_function)
+    source = "local.settings.json" if values.get("DEVHOST_MASTER_KEY") else str(path)
+    return Keys(master, default, per_function, source)
 
 
 def load_config(app_path: str | Path, *, overrides: dict[str, str] | None = None,
