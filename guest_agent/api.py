@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cotenant.crypto.envelope import open_sealed
 from cotenant.crypto.errors import CryptoError
 from guest_agent.backends import AttestationError
 from guest_agent.jwk import private_jwk
@@ -216,8 +217,6 @@ def build_app(agent: Agent) -> Starlette:
         return JSONResponse({"key": base64.b64encode(key).decode("ascii")})
 
     async def decrypt(request: Request) -> Response:
-        from cotenant.crypto.envelope import open_sealed
-
         reader = io.BufferedReader(_BodyReader(request.stream()), buffer_size=STREAM_CHUNK)
         plaintext = await anyio.to_thread.run_sync(open_sealed, reader, agent.unwrapper)
 

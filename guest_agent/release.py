@@ -7,6 +7,7 @@ the key that was asked for, then returned to the caller, who keeps it in memory 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
@@ -23,6 +24,8 @@ from guest_agent.tee import Tee
 API_VERSION = "7.4"
 PREFERRED_ENC = "RSA_AES_KEY_WRAP_256"
 FALLBACK_ENC = "CKM_RSA_AES_KEY_WRAP"
+# A 400 that names the wrapping parameter: the vault does not support the preferred enc.
+_ENC_MENTION = re.compile(r"\benc\b|RSA_AES_KEY_WRAP|algorithm", re.IGNORECASE)
 
 
 class ReleaseDenied(RuntimeError):
@@ -59,9 +62,8 @@ def _vault_error(response: httpx.Response) -> tuple[str, str]:
 def _enc_refused(response: httpx.Response) -> bool:
     if response.status_code != 400:
         return False
-    code, message = _vault_error(response)
-    text = f"{code} {message}".lower()
-    return "enc" in text or "algorithm" in text or "badparameter" in text
+    _, message = _vault_error(response)
+    return _ENC_MENTION.search(message) is not None
 
 
 def load_trust_anchors(ca_bundle: str | None) -> list[x509.Certificate] | None:
@@ -80,8 +82,8 @@ class KeyReleaser:
 
     def release(self, key: KeyRef, tee: Tee, *, version: str | None = None) -> ReleasedKey:
         """Release ``key`` (latest version unless ``version``) to the attested ``tee``."""
-        url = f"{key.kid}/{quote(version, safe='')}" if version else key.kid
-        url = f"{url}/release"
+        # Latest version: an empty version segment, exactly as the Azure SDK sends it.
+        url = f"{key.kid}/{quote(version or '', safe='')}/release"
         response = self._exchange(key, url, tee.current_token())
         if response.status_code == 401:  # expired or revoked bearer: one fresh token, once
             self.imds.token(VAULT_RESOURCE, refresh=True)

@@ -10,16 +10,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cotenant.crypto.errors import CryptoError
 from cotenant.crypto.skr import KeyId, ReleasedKey
+from cotenant.crypto.wrapping import check_wrap_algorithm
 from guest_agent.config import AgentConfig, KeyRef
 from guest_agent.keystore import KeyStore
 
 _VERSION = re.compile(r"^[A-Za-z0-9]{1,64}$")
-_PADDINGS: dict[str, Callable[[], padding.OAEP]] = {
-    "RSA-OAEP-256": lambda: padding.OAEP(
-        mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
-    "RSA-OAEP": lambda: padding.OAEP(
-        mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303
-}
 
 
 class KeyNotAllowed(PermissionError):
@@ -67,9 +62,10 @@ class DataKeyUnwrapper:
 
     def unwrap(self, key_id: str, alg: str, wrapped: bytes) -> bytes:
         ref, version = resolve_key(self._config, key_id)
-        make_padding = _PADDINGS.get(alg)
-        if make_padding is None:
-            raise UnwrapError(f"unsupported key wrap algorithm {alg!r}")
+        try:
+            check_wrap_algorithm(alg)  # RSA-OAEP-256 only (RSA1_5 is an oracle risk)
+        except CryptoError as exc:
+            raise UnwrapError(str(exc)) from None
         held = self._keys.get(ref)
         if held is None or (version is not None and held.version != version):
             if version is None:
@@ -78,6 +74,7 @@ class DataKeyUnwrapper:
         if not isinstance(held.key, rsa.RSAPrivateKey):
             raise UnwrapError(f"key {ref.label()} is not an RSA key")
         try:
-            return held.key.decrypt(wrapped, make_padding())
+            return held.key.decrypt(wrapped, padding.OAEP(
+                mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
         except ValueError:
             raise UnwrapError("the data key does not unwrap with this key") from None

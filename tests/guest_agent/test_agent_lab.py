@@ -1,0 +1,192 @@
+"""The real agent on simulated CVMs in the lab, reporting to Azurite.
+
+World: contoso, fabrikam and woodgrove vaults, one key each. The aggregator VM's identity may
+release contoso's and fabrikam's keys, not woodgrove's, and its config lists all three.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterator
+
+import jsonschema
+import pytest
+from azure.storage.queue import QueueClient
+
+from cotenant.azurite import Azurite
+from cotenant.crypto.envelope import seal
+from cotenant.crypto.tokens import TokenVerifier
+from cotenant.crypto.wrapping import PublicKeyWrapper
+from cotenant.lab.supervisor import RunningLab
+from guest_agent.client import AgentClient, AgentError
+from guest_agent.config import AgentConfig
+from guest_agent.reports import Report, json_schema
+from tests.guest_agent.helpers import queue, wait_reports
+from tests.guest_agent.lab_world import (
+    World,
+    jwk_public,
+    lab_authority,
+    startup_reports,
+    wait_for_api,
+)
+
+pytestmark = [pytest.mark.azurite, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def world(lab: RunningLab, azurite: Azurite) -> Iterator[World]:
+    with lab.activate():
+        yield World(lab=lab, azurite=azurite, authority=lab_authority()).setup()
+
+
+@pytest.fixture(scope="module")
+def aggregator(world: World) -> tuple[AgentConfig, list[Report]]:
+    with world.lab.activate():
+        client_id = world.identity("aggregator", grants=["contoso", "fabrikam"])
+        config = world.vm("aggregator", "confidential", client_id,
+                          ["contoso", "fabrikam", "woodgrove"])
+        reports = startup_reports(config)
+        wait_for_api(f"http://{config.api.listen}")
+    return config, reports
+
+
+def _by_key(reports: list[Report], world: World, party: str) -> list[Report]:
+    prefix = f"{world.vaults[party]}/keys/{world.keys[party]}"
+    return [r for r in reports if r.key_id and r.key_id.startswith(prefix)]
+
+
+def test_attests_and_releases_own_and_granted_partner_keys(
+        world: World, aggregator: tuple[AgentConfig, list[Report]]) -> None:
+    config, reports = aggregator
+    for party in ("contoso", "fabrikam"):
+        (report,) = _by_key(reports, world, party)
+        assert report.event == "released", report.error
+        assert report.key_version and report.key_id.endswith(report.key_version)
+    status = AgentClient(f"http://{config.api.listen}").status()
+    states = {k["name"]: k["state"] for k in status["keys"]}
+    assert states == {"contoso-secret-key": "released", "fabrikam-secret-key": "released",
+                      "woodgrove-secret-key": "denied"}
+    assert status["attested"] is True
+
+
+def test_key_without_grant_is_reported_as_release_denied(
+        world: World, aggregator: tuple[AgentConfig, list[Report]]) -> None:
+    _, reports = aggregator
+    (denied,) = _by_key(reports, world, "woodgrove")
+    assert denied.event == "release-denied"
+    assert denied.error and denied.error_code  # the vault's reason, verbatim
+    audit = world.lab.client.audit(key=world.keys["woodgrove"])
+    assert len([a for a in audit if world.suffix in json.dumps(a)]) <= 1  # not retried blindly
+
+
+def test_reports_validate_and_the_attested_token_verifies(
+        world: World, aggregator: tuple[AgentConfig, list[Report]]) -> None:
+    config, reports = aggregator
+    schema = json_schema()
+    for report in reports:
+        jsonschema.validate(json.loads(report.to_json()), schema)
+        assert (report.tenant, report.party, report.vm) == ("acme", config.party, config.vm_name)
+        assert report.instance == config.orchestration.instance
+        assert report.nonce == config.orchestration.nonce
+    (attested,) = [r for r in reports if r.event == "attested"]
+    assert attested.token
+    verifier = TokenVerifier([world.authority], verify=os.environ.get("REQUESTS_CA_BUNDLE")
+                             or world.lab.environ()["REQUESTS_CA_BUNDLE"])
+    claims = verifier.verify(attested.token, nonce=config.orchestration.nonce)
+    assert claims.is_compliant_cvm and not claims.is_debuggable
+    assert len({r.idempotency_key for r in reports}) == len(reports)
+
+
+def test_local_api_refuses_keys_outside_the_allow_list_and_private_release(
+        world: World, aggregator: tuple[AgentConfig, list[Report]]) -> None:
+    config, _ = aggregator
+    client = AgentClient(f"http://{config.api.listen}")
+    with pytest.raises(AgentError) as err:
+        client.release_private_key(world.vaults["contoso"], world.keys["contoso"])
+    assert (err.value.status, err.value.code) == (403, "PrivateKeyReleaseDisabled")
+    with pytest.raises(AgentError) as err:
+        client.unwrap(f"https://evil.vault.azure.net/keys/{world.keys['contoso']}/abc",
+                      "RSA-OAEP-256", b"\x00" * 256)
+    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
+
+
+def _sealed(world: World, party: str, plaintext: bytes) -> bytes:
+    key_id, public = world.public_key(party)
+    out = io.BytesIO()
+    seal(io.BytesIO(plaintext), out, key_id=key_id, wrapper=PublicKeyWrapper(public),
+         chunk_size=64 * 1024)
+    return out.getvalue()
+
+
+def test_sealed_file_decrypts_through_the_api(
+        world: World, aggregator: tuple[AgentConfig, list[Report]]) -> None:
+    config, _ = aggregator
+    client = AgentClient(f"http://{config.api.listen}")
+    plaintext = os.urandom(3 * 1024 * 1024 + 17)
+    with world.lab.activate():
+        sealed = _sealed(world, "fabrikam", plaintext)
+    assert b"".join(client.decrypt_stream(io.BytesIO(sealed))) == plaintext
+    # The data key alone, for workloads that decrypt themselves.
+    from cotenant.crypto.envelope import read_header
+
+    header = read_header(io.BytesIO(sealed))
+    data_key = client.unwrap(header.key_id, header.wrap_alg, header.wrapped_key)
+    assert len(data_key) == 32
+    # Tampering: a flipped byte in the last chunk aborts the stream.
+    tampered = bytearray(sealed)
+    tampered[-40] ^= 1
+    with pytest.raises(AgentError):
+        b"".join(client.decrypt_stream(bytes(tampered)))
+
+
+def test_rotate_command_releases_and_reports_the_new_version(
+        world: World, aggregator: tuple[AgentConfig, list[Report]]) -> None:
+    config, _ = aggregator
+    client = AgentClient(f"http://{config.api.listen}")
+    with world.lab.activate():
+        old_sealed = _sealed(world, "contoso", b"sealed under the old version")
+        new_key = world.new_version("contoso")
+    assert new_key.properties.version
+    command = {"command": "rotate", "id": uuid.uuid4().hex, "instance": "rotate-acme-1",
+               "nonce": "rotate-nonce-1",
+               "key": {"vault_url": world.vaults["contoso"], "name": world.keys["contoso"]},
+               "version": new_key.properties.version}
+    sender: QueueClient = queue(config, config.queues.commands_url)
+    sender.send_message(json.dumps(command))
+    reports = wait_reports(config, lambda rs: any(r.event == "rotated" for r in rs))
+    (rotated,) = [r for r in reports if r.event == "rotated"]
+    assert rotated.key_version == new_key.properties.version
+    assert (rotated.instance, rotated.nonce) == ("rotate-acme-1", "rotate-nonce-1")
+    held = {k["name"]: k for k in client.keys()}  # noqa: SIM118 - a method, not a dict
+    assert held["contoso-secret-key"]["version"] == new_key.properties.version
+    # Files sealed under the previous version still open (that version is released on demand).
+    assert b"".join(client.decrypt_stream(old_sealed)) == b"sealed under the old version"
+
+
+def test_trusted_launch_vm_releases_nothing(world: World) -> None:
+    with world.lab.activate():
+        client_id = world.identity("tlaunch", grants=["contoso", "fabrikam"])
+        config = world.vm("tlaunch", "trusted-launch", client_id, ["contoso", "fabrikam"])
+        reports = startup_reports(config)
+    assert not [r for r in reports if r.event in ("released", "rotated")]
+    keyed = [r for r in reports if r.key_id]
+    assert keyed and all(r.event == "release-denied" for r in keyed)
+    assert all("policy" in (r.error or "") for r in keyed)
+
+
+def test_private_key_release_when_enabled_returns_the_vault_key(world: World) -> None:
+    with world.lab.activate():
+        client_id = world.identity("sidecar", grants=["contoso"])
+        config = world.vm("sidecar", "confidential", client_id, ["contoso"],
+                          allow_private_key_release=True)
+        startup_reports(config)
+        wait_for_api(f"http://{config.api.listen}")
+        _, public = world.public_key("contoso")
+    jwk = AgentClient(f"http://{config.api.listen}").release_private_key(
+        world.vaults["contoso"], world.keys["contoso"])
+    assert jwk["kty"] == "RSA" and "d" in jwk
+    numbers = public.public_numbers()
+    assert jwk_public(jwk) == (numbers.n, numbers.e)
