@@ -152,9 +152,11 @@ class TenantSpec(_Model):
 
     @property
     def authority(self) -> str:
-        """The attestation authority (set once the spec is parsed)."""
-        assert self.attestation.authority is not None
-        return self.attestation.authority
+        """The attestation authority: the dedicated one, else the region's shared one."""
+        authority = self.attestation.authority or shared_authority(self.location)
+        if authority is None:
+            raise ValueError(f"region {self.location!r} has no known shared attestation authority")
+        return authority
 
     def party(self, name: str) -> Party:
         for party in self.parties:

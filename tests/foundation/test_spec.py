@@ -303,3 +303,8 @@ def test_single_party_tenant_needs_no_aggregator():
                          ids=lambda p: p.name)
 def test_every_example_is_valid(path):
     assert load_spec(path).parties
+
+
+def test_parsed_spec_round_trips_through_json():
+    spec = load_spec(EXAMPLE)
+    assert parse_spec(json.loads(spec.model_dump_json())) == spec
