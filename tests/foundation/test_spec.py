@@ -192,7 +192,8 @@ def test_gateway_port_range(doc, port):
 
 
 @pytest.mark.parametrize("size", ["Standard_D2s_v5", "Standard_DC2s_v3", "Standard_DC2es_v5",
-                                  "Standard_DC3as_v5", "standard_dc2as_v5"])
+                                  "Standard_DC3as_v5", "standard_dc2as_v5",
+                                  "Standard_EC20as_v6", "Standard_DC2as_cc_v5"])
 def test_unsupported_vm_sizes(doc, size):
     doc["vm_size"] = size
     assert_problem(doc, "vm_size", "not an AMD SEV-SNP Confidential VM size")
