@@ -64,7 +64,7 @@ async function loadAttestation() {
   }
 }
 
-async function loadKeys() {
+async function loadKeys(attempt = 0) {
   try {
     const result = await getJson("/api/keys");
     fillRows(document.querySelector("#key-table tbody"),
@@ -80,6 +80,8 @@ async function loadKeys() {
     const released = result.keys.filter((k) => k.state === "released").length;
     setStatus("keys-status", released + " of " + result.keys.length + " keys released to this VM",
       released === result.keys.length ? "ok" : "pending");
+    const pending = result.keys.some((k) => k.state === "pending");
+    if (pending && attempt < 60) setTimeout(() => loadKeys(attempt + 1), 2000);
   } catch (error) {
     setStatus("keys-status", "Key status unavailable: " + error.message, "bad");
   }
