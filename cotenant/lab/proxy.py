@@ -60,7 +60,11 @@ class ConnectProxy:
             return
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except asyncio.CancelledError:  # the lab is shutting down
+            for stream in (writer, up_writer):
+                stream.close()
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, status: str, message: str) -> None:

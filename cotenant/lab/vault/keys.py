@@ -87,7 +87,7 @@ def new_version(body: dict[str, Any], *, exportable_default: bool = False,
     tags = body.get("tags") or (inherit.tags if inherit else {})
     if not isinstance(tags, dict):
         raise bad("tags must be an object")
-    policy = (parse_release_policy(body["release_policy"], exportable=exportable)
+    policy = (parse_release_policy(body.get("release_policy"), exportable=exportable)
               if "release_policy" in body or inherit is None
               else inherit.release_policy)
     if inherit is not None and policy is None and exportable:
