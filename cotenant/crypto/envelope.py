@@ -242,7 +242,8 @@ def seal(
     """
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise HeaderError(f"chunk size must be {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE} bytes")
-    _require_versioned(key_id)
+    if not key_id:
+        raise HeaderError("a key id is required")
     if plaintext_length is None:
         plaintext_length = _source_length(src)
     data_key, nonce_prefix = os.urandom(32), os.urandom(NONCE_PREFIX_BYTES)

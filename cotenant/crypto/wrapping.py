@@ -124,9 +124,26 @@ class KeyVaultWrapper:
             return self._public_wrapper(key_id).wrap(key_id, data_key)
         from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
-        client = CryptographyClient(key_id, self._credential, **self._client_kwargs)
+        versioned = self._versioned(key_id)
+        client = CryptographyClient(versioned, self._credential, **self._client_kwargs)
         result = client.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, data_key)
-        return WrappedKey(result.key_id or key_id, WRAP_ALGORITHM, result.encrypted_key)
+        return WrappedKey(versioned, WRAP_ALGORITHM, result.encrypted_key)
+
+    def _versioned(self, key_id: str) -> str:
+        """The full versioned id (the SDK's wrap result only echoes the id it was given)."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.keyvault.keys import KeyClient, KeyVaultKeyIdentifier
+
+        parsed = KeyVaultKeyIdentifier(key_id)
+        if parsed.version:
+            return key_id
+        client = KeyClient(parsed.vault_url, self._credential, **self._client_kwargs)
+        try:
+            return str(client.get_key(parsed.name).id)
+        except HttpResponseError:
+            raise ValueError(
+                f"cannot read the current version of {key_id}; pass the full versioned key id"
+            ) from None
 
     def _public_wrapper(self, key_id: str) -> PublicKeyWrapper:
         if key_id not in self._public:

@@ -6,19 +6,15 @@ to it over real TLS with a CA bundle, exactly as it talks to MAA or the lab.
 
 from __future__ import annotations
 
-import json
-import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cotenant.crypto.encoding import b64url_encode
+from tests.crypto.https_server import HttpsJsonServer
 from tests.crypto.pki import Pki
 
 
@@ -34,61 +30,30 @@ class MaaServer:
         self.hits: dict[str, int] = {"discovery": 0, "jwks": 0}
         self.issuer_suffix = ""  # lets a test announce another issuer in discovery
         self.extra_jwks: list[dict[str, Any]] = []  # served as-is (e.g. x5c-only entries)
-        server = self
+        self._server = HttpsJsonServer(pki, tls_key, workdir, self._handle)
+        self.ca_bundle = self._server.ca_bundle
+        self.issuer = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                if self.path == "/.well-known/openid-configuration":
-                    server.hits["discovery"] += 1
-                    body = {
-                        "issuer": server.issuer + server.issuer_suffix,
-                        "jwks_uri": server.issuer + "/certs",
-                        "id_token_signing_alg_values_supported": ["RS256"],
-                    }
-                elif self.path == "/certs":
-                    server.hits["jwks"] += 1
-                    keys = [public_jwk(k, kid) for kid, k in server.keys.items()]
-                    body = {"keys": keys + server.extra_jwks}
-                else:
-                    self.send_error(404)
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        chain_pem = workdir / "server-chain.pem"
-        key_pem = workdir / "server-key.pem"
-        chain_pem.write_bytes(
-            b"".join(
-                c.public_bytes(serialization.Encoding.PEM) for c in pki.chain("127.0.0.1", tls_key)
+    def _handle(self, method: str, path: str, headers: dict, body: Any):
+        if path == "/.well-known/openid-configuration":
+            self.hits["discovery"] += 1
+            return (
+                200,
+                {
+                    "issuer": self.issuer + self.issuer_suffix,
+                    "jwks_uri": self.issuer + "/certs",
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                },
+                {},
             )
-        )
-        key_pem.write_bytes(
-            tls_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(chain_pem, key_pem)
-        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
-        self.ca_bundle = str(workdir / "ca.pem")
-        Path(self.ca_bundle).write_bytes(pki.root.public_bytes(serialization.Encoding.PEM))
-        self.issuer = f"https://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        if path == "/certs":
+            self.hits["jwks"] += 1
+            keys = [public_jwk(k, kid) for kid, k in self.keys.items()]
+            return 200, {"keys": keys + self.extra_jwks}, {}
+        return 404, {"error": {"code": "NotFound", "message": path}}, {}
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def token(
         self,
