@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +52,14 @@ class Stats:
     episodes: int = 0
     replayed_events: int = 0
     activities: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A committed view of an instance: its record and history."""
+
+    record: InstanceRecord
+    history: list[dict[str, Any]]
 
 
 @dataclass
@@ -188,22 +196,27 @@ class Engine:
         self._lives.pop(iid, None)
         return 1 if await self.store.purge(iid) else 0
 
-    async def status(self, iid: str) -> Live | None:
-        return await self._live(iid)
+    async def status(self, iid: str) -> Snapshot | None:
+        """The instance as last committed (never half-way through an episode)."""
+        live = await self._live(iid)
+        if live is None:
+            return None
+        async with live.lock:
+            return Snapshot(replace(live.record, engine={}), list(live.history))
 
     async def records(self) -> list[InstanceRecord]:
         stored = {r.instance_id: r for r in await self.store.records()}
         stored.update({iid: live.record for iid, live in self._lives.items()})
         return list(stored.values())
 
-    async def wait(self, iid: str, timeout: float | None = None) -> Live:
+    async def wait(self, iid: str, timeout: float | None = None) -> Snapshot:
         live = await self._live(iid)
         if live is None:
             raise EngineError(404, f"No instance with ID '{iid}' found.")
         if live.record.runtime_status not in TERMINAL:
             event = self._terminal.setdefault(iid, asyncio.Event())
             await asyncio.wait_for(event.wait(), timeout)
-        found = await self._live(iid)
+        found = await self.status(iid)
         assert found is not None
         return found
 
@@ -427,11 +440,11 @@ class Engine:
                       consumed: list[str]) -> None:
         rec = live.record
         rec.last_updated = h.iso(self.timers.clock.now())
-        live.history.extend(new_events)
-        rec.history_len = len(live.history)
+        rec.history_len = len(live.history) + len(new_events)
         await self.store.commit(rec, new_events, consumed)
         for evt in new_events:
             evt["IsPlayed"] = True
+        live.history.extend(new_events)
 
     async def _continue_as_new(self, live: Live, now: datetime, input_text: str | None,
                                consumed: list[str]) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import history as h
-from .engine import Engine, EngineError, Live
+from .engine import Engine, EngineError
 from .responses import error, json_response
 from .store import InstanceRecord
 
@@ -216,10 +216,6 @@ def status_json(record: InstanceRecord, *, show_input: bool) -> dict[str, Any]:
         "createdTime": _time(record.created), "lastUpdatedTime": _time(record.last_updated),
     }
     return body
-
-
-def live_status(live: Live) -> dict[str, Any]:
-    return status_json(live.record, show_input=True)
 
 
 def _origin(request: web.Request) -> str:

@@ -55,7 +55,7 @@ import httpx
 
 from . import history as h
 from .clock import Clock
-from .engine import Live, Stats
+from .engine import Snapshot, Stats
 from .server import DevHost
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def _decode(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _status(live: Live) -> Status:
+def _status(live: Snapshot) -> Status:
     r = live.record
     return Status(r.instance_id, r.name, r.runtime_status, _decode(r.input), _decode(r.output),
                   _decode(r.custom_status), r.created, r.last_updated,
