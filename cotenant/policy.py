@@ -407,6 +407,12 @@ def evaluate(
         allowed, policy, outcomes), trace)
 
 
+def explain(policy: ReleasePolicy | dict, claims: dict, *, issuer: str | None = None) -> str:
+    """The decision and, one line per authority block, how each block fared."""
+    decision = evaluate(policy, claims, issuer=issuer)
+    return "\n".join([decision.explanation, *(f"  - {line}" for line in decision.trace)])
+
+
 def _decider(allowed: bool, policy: ReleasePolicy, outcomes: list[bool]) -> str | None:
     if not allowed:
         return None

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from cotenant.cli.spec import fail, load_spec_or_exit
-from cotenant.policy import PolicyError, build_release_policy, evaluate, parse_policy
+from cotenant.policy import PolicyError, build_release_policy, evaluate, explain, parse_policy
 from cotenant.problems import Problem
 
 app = typer.Typer(help="Key release policies: check claims against one, build one from a spec.",
@@ -72,6 +72,7 @@ def check(
     claims: str = typer.Option(..., "--claims", "-c",
                                help="Token claims: JSON or JWT, as a file or text."),
     issuer: str = typer.Option(None, "--issuer", help="Issuer to use instead of the iss claim."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every authority block."),
 ) -> None:
     """Would Key Vault release the key? Exit 0 = allowed, 1 = denied, 2 = invalid input.
 
@@ -82,8 +83,10 @@ def check(
     except PolicyError as exc:
         fail([Problem(f"policy.{p.path}" if p.path else "policy", p.message)
               for p in exc.problems])
-    decision = evaluate(parsed, load_claims(claims), issuer=issuer)
-    out.print(decision.explanation, markup=False, highlight=False, soft_wrap=True)
+    token_claims = load_claims(claims)
+    decision = evaluate(parsed, token_claims, issuer=issuer)
+    text = explain(parsed, token_claims, issuer=issuer) if verbose else decision.explanation
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if decision.allowed else 1)
 
 

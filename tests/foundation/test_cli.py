@@ -156,3 +156,10 @@ def test_console_script_runs_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: parties: Input should be a valid list"
+
+
+def test_policy_check_verbose(run):
+    result = run("policy", "check", str(SAMPLES / "policy-default-cvm.json"),
+                 "--claims", str(SAMPLES / "maa-cvm-guest-token-3.jwt"), "--verbose")
+    assert result.exit_code == 1
+    assert "  - https://sharedweu.weu.attest.azure.net/: not satisfied: " in result.stdout

@@ -14,6 +14,7 @@ from cotenant.policy import (
     build_release_policy,
     condition_problems,
     evaluate,
+    explain,
     normalize_authority,
     parse_policy,
 )
@@ -362,3 +363,11 @@ def test_disk_policy_is_for_platform_tokens():
     platform = jwt_claims("maa-sevsnpvm-token.jwt")
     platform_here = {**platform, "x-ms-compliance-status": "azure-compliant-cvm"}
     assert evaluate(policy, platform_here, issuer=WEU).allowed
+
+
+def test_explain_lists_every_authority_block(cvm_token):
+    text = explain(sample_policy("policy-cvm-datadisk.json"), cvm_token)
+    lines = text.splitlines()
+    assert lines[0].startswith("allowed: https://sharedweu.weu.attest.azure.net/")
+    assert len(lines) == 1 + len(sample_policy("policy-cvm-datadisk.json")["anyOf"])
+    assert sum(line.endswith(": not the issuer") for line in lines) == len(lines) - 2
