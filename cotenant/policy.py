@@ -403,8 +403,8 @@ def evaluate(
         trace.append(f"{block.authority}: {'satisfied' if ok else 'not satisfied'}: {reason}")
         outcomes.append(ok)
     allowed = all(outcomes) if policy.combinator == "allOf" else any(outcomes)
-    return Decision(allowed, _explain(allowed, policy, issuer, trace), _decider(
-        allowed, policy, outcomes), trace)
+    decided_by = _decider(allowed, policy, outcomes)
+    return Decision(allowed, _explain(allowed, policy, issuer, trace), decided_by, trace)
 
 
 def explain(policy: ReleasePolicy | dict, claims: dict, *, issuer: str | None = None) -> str:
