@@ -28,6 +28,7 @@ def _fail(message: str) -> int:
 
 
 def _run(config_path: str, log_level: str) -> int:
+    config = load_config(config_path)  # fail fast, before the heavy imports
     from guest_agent.agent import Agent
     from guest_agent.backends import AttestationError
     from guest_agent.server import BindRefused, make_server
@@ -37,7 +38,6 @@ def _run(config_path: str, log_level: str) -> int:
     # The Azure SDK logs request headers at INFO; keep it quiet.
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    config = load_config(config_path)
     try:
         agent = Agent.from_config(config)
     except (AttestationError, OSError, ValueError) as exc:

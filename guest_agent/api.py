@@ -146,7 +146,12 @@ class _DuplexStreamingResponse(StreamingResponse):
     body reader with its disconnect listener on ASGI < 2.4)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.stream_response(send)
+        try:
+            await self.stream_response(send)
+        except CryptoError as exc:
+            # Headers are gone: end without completing the body, so the connection is cut
+            # and the client cannot mistake a truncated/tampered stream for the whole file.
+            log.warning("sealed stream aborted: %s", exc)
 
 
 def build_app(agent: Agent) -> Starlette:

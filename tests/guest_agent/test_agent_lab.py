@@ -166,24 +166,35 @@ def test_rotate_command_releases_and_reports_the_new_version(
     assert b"".join(client.decrypt_stream(old_sealed)) == b"sealed under the old version"
 
 
-def test_trusted_launch_vm_releases_nothing(world: World) -> None:
+@pytest.fixture(scope="module")
+def side_vms(world: World) -> dict[str, AgentConfig]:
+    """A trusted-launch VM (granted, but not confidential) and a confidential VM with the
+    sidecar's private-key release enabled; both booted before waiting for either."""
     with world.lab.activate():
-        client_id = world.identity("tlaunch", grants=["contoso", "fabrikam"])
-        config = world.vm("tlaunch", "trusted-launch", client_id, ["contoso", "fabrikam"])
-        reports = startup_reports(config)
+        tl_id = world.identity("tlaunch", grants=["contoso", "fabrikam"])
+        sc_id = world.identity("sidecar", grants=["contoso"])
+        vms = {
+            "tlaunch": world.vm("tlaunch", "trusted-launch", tl_id, ["contoso", "fabrikam"]),
+            "sidecar": world.vm("sidecar", "confidential", sc_id, ["contoso"],
+                                allow_private_key_release=True),
+        }
+    return vms
+
+
+def test_trusted_launch_vm_releases_nothing(side_vms: dict[str, AgentConfig]) -> None:
+    reports = startup_reports(side_vms["tlaunch"])
     assert not [r for r in reports if r.event in ("released", "rotated")]
     keyed = [r for r in reports if r.key_id]
-    assert keyed and all(r.event == "release-denied" for r in keyed)
+    assert len(keyed) == 2 and all(r.event == "release-denied" for r in keyed)
     assert all("policy" in (r.error or "") for r in keyed)
 
 
-def test_private_key_release_when_enabled_returns_the_vault_key(world: World) -> None:
+def test_private_key_release_when_enabled_returns_the_vault_key(
+        world: World, side_vms: dict[str, AgentConfig]) -> None:
+    config = side_vms["sidecar"]
+    startup_reports(config)
+    wait_for_api(f"http://{config.api.listen}")
     with world.lab.activate():
-        client_id = world.identity("sidecar", grants=["contoso"])
-        config = world.vm("sidecar", "confidential", client_id, ["contoso"],
-                          allow_private_key_release=True)
-        startup_reports(config)
-        wait_for_api(f"http://{config.api.listen}")
         _, public = world.public_key("contoso")
     jwk = AgentClient(f"http://{config.api.listen}").release_private_key(
         world.vaults["contoso"], world.keys["contoso"])
