@@ -44,3 +44,27 @@ browser:
 	fi
 
 test: browser
+
+# Checkov (IaC security scan of bicep/) lives in its own venv: its dependencies clash with our
+# pins. `make checkov` installs it and holds its findings to bicep/checkov-baseline.yaml;
+# `make test` installs it too and runs the same gate in pytest (tests/bicep/test_checkov.py).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+
+.PHONY: checkov clean-checkov
+
+checkov: setup $(CHECKOV_VENV)/.installed
+	$(BIN)/python -m tests.bicep.checkov_gate
+
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+	touch $@
+
+test: $(CHECKOV_VENV)/.installed
+
+clean: clean-checkov
+
+clean-checkov:
+	rm -rf $(CHECKOV_VENV)

@@ -68,7 +68,9 @@ class Template:
     def __init__(self, path: str | Path, params: dict[str, Any]):
         self.path = Path(path)
         self.raw = parse_bicep(self.path)
-        self.resource_symbols = set(self.raw.get("resources") or {})
+        self.resource_symbols = set(self.raw.get("resources") or {}) | set(
+            self.raw.get("modules") or {}
+        )
         self.params = dict(params)
         self.vars: dict[str, Any] = {}
         scope = {**self.params}
@@ -144,7 +146,14 @@ class Template:
             return self._operator(node["operator"], scope)
         if set(node) == {"function"}:
             return self._function(node["function"], scope)
-        return {key: self.eval(value, scope) for key, value in node.items()}
+        return {self._key(key, scope): self.eval(value, scope) for key, value in node.items()}
+
+    def _key(self, key: str, scope: dict[str, Any]) -> str:
+        """Object keys arrive with their quotes (``"'azd-service-name'"``, ``"'${id}'"``)."""
+        if len(key) < 2 or not key[0] == key[-1] == "'":
+            return key
+        inner = key[1:-1]
+        return str(self._string(inner, scope)) if "${" in inner else inner
 
     def _string(self, text: str, scope: dict[str, Any]) -> Any:
         if text in scope:

@@ -46,7 +46,7 @@ def test_vm_runs_as_the_party_identity(plan):
     template = evaluated(plan, "cvm")
     (vm,) = template.of_type("Microsoft.Compute/virtualMachines")
     assert vm.body["identity"]["type"] == "UserAssigned"
-    assert list(vm.body["identity"]["userAssignedIdentities"]) == ["'${identity.id}'"]
+    assert list(vm.body["identity"]["userAssignedIdentities"]) == ["identity.id"]
     (identity,) = template.of_type(
         "Microsoft.ManagedIdentity/userAssignedIdentities", include_existing=True
     )

@@ -16,7 +16,8 @@ def test_the_expected_modules_exist():
     names = {p.relative_to(REPO / "bicep").as_posix() for p in BICEP_FILES}
     assert {
         "tenant/network.bicep", "tenant/party.bicep", "tenant/grants.bicep", "tenant/cvm.bicep",
-        "tenant/gateway.bicep", "tenant/bastion.bicep",
+        "tenant/gateway.bicep", "tenant/bastion.bicep", "control-plane/main.bicep",
+        "control-plane/resources.bicep",
     } <= names
 
 

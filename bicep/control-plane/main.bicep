@@ -1,0 +1,138 @@
+// The control plane's own infrastructure, deployed with the Azure Developer CLI (`azd up`).
+//
+// Subscription scope, because the control plane creates one resource group per tenant at run
+// time and must deploy into it: this file makes the control plane's resource group (everything
+// in resources.bicep) and the control plane identity's two subscription-level grants:
+// - "cotenant tenant deployer", a custom role with exactly the management actions the tenant
+//   modules (bicep/tenant/*.bicep) need, plus resource-group create/delete;
+// - "Role Based Access Control Administrator", constrained by an ABAC condition to assigning and
+//   removing only the Key Vault and queue roles the tenant phases grant, and only to service
+//   principals (managed identities). It can never grant Owner, Contributor or itself more.
+// README.md ("Control plane identity and its permissions") explains why.
+
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; names and tags every control-plane resource.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of the control plane (a region offering Flex Consumption).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id, in this Entra tenant, of the "Confidential VM Orchestrator" service principal (app id bf7b6499-ff71-4aa2-97a4-f372087be7f0); the tenant phases grant it release of each disk key.')
+param cvmOrchestratorObjectId string
+
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var roles = loadJsonContent('roles.json')
+
+// Roles the control plane may assign (and remove) in tenant resource groups.
+var delegableRoles = [
+  roles.keyVaultCryptoOfficer
+  roles.keyVaultCryptoServiceEncryptionUser
+  roles.keyVaultCryptoServiceReleaseUser
+  roles.storageQueueDataMessageSender
+  roles.storageQueueDataMessageProcessor
+]
+var delegableList = join(delegableRoles, ', ')
+var delegationCondition = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'})) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}}))'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-cotenant-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module controlPlane 'resources.bicep' = {
+  name: 'cotenant-control-plane'
+  scope: rg
+  params: {
+    location: location
+    token: token
+    tags: tags
+    cvmOrchestratorObjectId: cvmOrchestratorObjectId
+  }
+}
+
+resource tenantDeployer 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'cotenant-tenant-deployer', environmentName)
+  properties: {
+    roleName: 'cotenant tenant deployer (${environmentName})'
+    description: 'Creates, deploys and deletes cotenant tenant resource groups: network, Key Vault, identities, disk encryption sets, confidential VMs, Application Gateway, Bastion. No data-plane access.'
+    type: 'CustomRole'
+    assignableScopes: [
+      subscription().id
+    ]
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Resources/subscriptions/resourceGroups/read'
+          'Microsoft.Resources/subscriptions/resourceGroups/write'
+          'Microsoft.Resources/subscriptions/resourceGroups/delete'
+          'Microsoft.Resources/deployments/*'
+          'Microsoft.Network/virtualNetworks/*'
+          'Microsoft.Network/networkSecurityGroups/*'
+          'Microsoft.Network/natGateways/*'
+          'Microsoft.Network/publicIPAddresses/*'
+          'Microsoft.Network/networkInterfaces/*'
+          'Microsoft.Network/applicationGateways/*'
+          'Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies/*'
+          'Microsoft.Network/bastionHosts/*'
+          'Microsoft.Network/locations/*/read'
+          'Microsoft.Compute/virtualMachines/*'
+          'Microsoft.Compute/disks/*'
+          'Microsoft.Compute/diskEncryptionSets/*'
+          'Microsoft.Compute/locations/*/read'
+          'Microsoft.KeyVault/vaults/*'
+          'Microsoft.KeyVault/locations/deletedVaults/read'
+          'Microsoft.KeyVault/locations/deletedVaults/purge/action'
+          'Microsoft.KeyVault/locations/operationResults/read'
+          'Microsoft.ManagedIdentity/userAssignedIdentities/*'
+          'Microsoft.Authorization/roleAssignments/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource deployerAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, tenantDeployer.id, 'cotenant-control-plane', environmentName)
+  properties: {
+    roleDefinitionId: tenantDeployer.id
+    principalId: controlPlane.outputs.identityPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'cotenant control plane: deploys tenant resource groups.'
+  }
+}
+
+resource delegatedGrants 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, roles.roleBasedAccessControlAdministrator, 'cotenant-control-plane', environmentName)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.roleBasedAccessControlAdministrator)
+    principalId: controlPlane.outputs.identityPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'cotenant control plane: key-scoped release grants and DES grants in tenant resource groups only.'
+    condition: delegationCondition
+    conditionVersion: '2.0'
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = controlPlane.outputs.functionAppName
+output COTENANT_CONTROL_PLANE_PRINCIPAL_ID string = controlPlane.outputs.identityPrincipalId
+output COTENANT_EGRESS_IP string = controlPlane.outputs.egressIpAddress
+output COTENANT_STORAGE_ACCOUNT string = controlPlane.outputs.storageAccountName
