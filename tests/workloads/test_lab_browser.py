@@ -60,7 +60,8 @@ def scenario(
                 "partners": partners if party == "woodgrove" else [],
             }
             config = write_config(tmp / f"{party}.toml", app)
-            urls[party] = stack.enter_context(serve_app(config, workers=2))
+            workers = 2 if party == "woodgrove" else 1  # Woodgrove: one run across workers
+            urls[party] = stack.enter_context(serve_app(config, workers=workers))
         yield urls
 
 

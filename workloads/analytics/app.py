@@ -42,7 +42,6 @@ from workloads.analytics.config import AppConfig
 from workloads.analytics.explain import explain_claims
 from workloads.analytics.pipeline import OpenBlob, aggregation_job
 from workloads.analytics.runonce import TERMINAL, RunOnce
-from workloads.analytics.storage import open_sealed_blob
 
 log = logging.getLogger("workloads.analytics")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -146,7 +145,7 @@ def build_app(
     config: AppConfig,
     *,
     agent: AgentClient | None = None,
-    open_blob: OpenBlob = open_sealed_blob,
+    open_blob: OpenBlob | None = None,
     key_wait_seconds: float = 120.0,
 ) -> Starlette:
     agent = agent or AgentClient(config.agent_url)
@@ -240,7 +239,13 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if aggregator:
-            job = aggregation_job(config, agent, open_blob, key_wait_seconds=key_wait_seconds)
+            if open_blob is None:  # the storage SDK is only needed (and loaded) here
+                from workloads.analytics.storage import open_sealed_blob
+
+                fetch: OpenBlob = open_sealed_blob
+            else:
+                fetch = open_blob
+            job = aggregation_job(config, agent, fetch, key_wait_seconds=key_wait_seconds)
             run.start(job)
         yield
 
