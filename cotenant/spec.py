@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from cotenant.policy import condition_problems
+from cotenant.policy import condition_problems, normalize_authority
 from cotenant.problems import Problem, join_problems
 from cotenant.regions import normalize_region, shared_authority
 
@@ -199,13 +199,11 @@ def parse_spec(data: dict) -> TenantSpec:
     if problems:
         raise SpecError(_dedupe(problems))
     assert spec is not None
-    if spec.attestation.authority is None:
-        authority = shared_authority(spec.location)
-        spec = spec.model_copy(update={"attestation": AttestationSpec(authority=authority)})
-    location = normalize_region(spec.location)
-    if location != spec.location:
-        spec = spec.model_copy(update={"location": location})
-    return spec
+    authority = normalize_authority(spec.attestation.authority or spec.authority)
+    return spec.model_copy(update={
+        "attestation": AttestationSpec(authority=authority),
+        "location": normalize_region(spec.location),
+    })
 
 
 def spec_json_schema() -> dict[str, Any]:

@@ -81,7 +81,7 @@ def test_defaults_and_region_normalisation(doc):
 
 def test_dedicated_authority_allows_a_region_without_shared_endpoint(doc):
     doc["location"] = "newregion"
-    doc["attestation"] = {"authority": "https://myattest.neu.attest.azure.net"}
+    doc["attestation"] = {"authority": "https://MyAttest.neu.attest.azure.net/"}
     assert parse_spec(doc).authority == "https://myattest.neu.attest.azure.net"
 
 
