@@ -212,3 +212,14 @@ def test_verify_release_jws_skipping_chain_checks_signature_only(vault_chain) ->
     )
     assert header["alg"] == "RS256" and len(header["x5c"]) == 2
     assert payload["request"]["kid"] == KID
+
+
+def test_real_sample_header_conventions_match_ours(vault_chain) -> None:
+    """In the quickstart's JWS header kid is the hex SHA-1 thumbprint that x5t encodes; the
+    lab's responses (sign_release_jws) follow the same convention."""
+    real = json.loads((FIXTURES / "akv-release-response.header.json").read_text())
+    assert real["alg"] == "RS256"
+    assert jwt.utils.base64url_decode(real["x5t"]).hex().upper() == real["kid"]
+    ours = jwt.get_unverified_header(_sign(_payload(b"\x01" * 32), vault_chain))
+    assert jwt.utils.base64url_decode(ours["x5t"]).hex().upper() == ours["kid"]
+    assert {"alg", "kid", "x5t", "x5t#S256", "x5c"} <= set(ours)
