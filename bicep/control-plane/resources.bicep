@@ -313,7 +313,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
-    virtualNetworkSubnetId: resourceId('Microsoft.Network/virtualNetworks/subnets', vnet.name, 'functions')
+    virtualNetworkSubnetId: '${vnet.id}/subnets/functions'
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'

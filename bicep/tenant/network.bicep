@@ -160,11 +160,12 @@ var vmSubnet = {
   }
 }
 
+// No NSG and no outbound restriction here: Application Gateway v2 manages its own subnet
+// (infrastructure ports 65200-65535) and reaches the Internet through its own public IP.
 var gatewaySubnet = {
   name: gatewaySubnetName
   properties: {
     addressPrefix: gatewaySubnetPrefix
-    defaultOutboundAccess: false
   }
 }
 

@@ -86,10 +86,12 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       ipRules: [for ipRange in allowedIpRanges: {
         value: ipRange
       }]
+      // The party phase runs in parallel with the network phase: the rule may be written
+      // before the subnet's Microsoft.KeyVault service endpoint exists, and applies once it does.
       virtualNetworkRules: [
         {
           id: resourceId('Microsoft.Network/virtualNetworks/subnets', vnetName, vmSubnetName)
-          ignoreMissingVnetServiceEndpoint: false
+          ignoreMissingVnetServiceEndpoint: true
         }
       ]
     }

@@ -103,7 +103,7 @@ def test_app_insights_and_workspace_disable_local_auth(resources):
 
 def test_the_app_leaves_through_one_static_nat_address(resources):
     (site,) = resources.of_type("Microsoft.Web/sites")
-    assert site.properties["virtualNetworkSubnetId"].args["resource_name_2"] == "functions"
+    assert site.properties["virtualNetworkSubnetId"] == "vnet.id/subnets/functions"
     (vnet,) = resources.of_type("Microsoft.Network/virtualNetworks")
     (subnet,) = vnet.properties["subnets"]
     assert subnet["properties"]["natGateway"]["id"] == Ref("natGateway.id")
