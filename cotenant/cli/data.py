@@ -125,8 +125,23 @@ def _wrapper(public_key: Path | None, vault_wrap: bool) -> KeyWrapper:
     return KeyVaultWrapper(DefaultAzureCredential(), local=not vault_wrap)
 
 
-def _size(path: Path) -> int:
-    return path.stat().st_size
+def _said(message: str) -> None:
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+SealFn = Callable[[BinaryIO, BinaryIO, Callable[[int], None] | None], SealedHeader]
+
+
+def _write_sealed(
+    file: Path, target: Path, label: str, progress: bool | None, fn: SealFn
+) -> SealedHeader:
+    """Run ``fn(src, dst, tick)`` from ``file`` into ``target`` atomically, with progress."""
+    with (
+        file.open("rb") as src,
+        _atomic_output(target) as dst,
+        _progress(file.stat().st_size, label, progress) as tick,
+    ):
+        return fn(src, dst, tick)
 
 
 def _show_header(header: SealedHeader, path: Path, as_json: bool) -> None:
@@ -171,13 +186,12 @@ def encrypt(
     target = output or file.with_name(file.name + ".sealed")
     with _errors():
         wrapper = _wrapper(public_key, vault_wrap)
-        size = _size(file)
-        with (
-            file.open("rb") as src,
-            _atomic_output(target) as dst,
-            _progress(size, "sealing", progress) as tick,
-        ):
-            header = seal(
+        header = _write_sealed(
+            file,
+            target,
+            "sealing",
+            progress,
+            lambda src, dst, tick: seal(
                 src,
                 dst,
                 key_id=key_id,
@@ -185,13 +199,9 @@ def encrypt(
                 content_type=content_type,
                 chunk_size=chunk_size,
                 progress=tick,
-            )
-    err.print(
-        f"sealed {file} -> {target} for {header.key_id}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+            ),
+        )
+    _said(f"sealed {file} -> {target} for {header.key_id}")
 
 
 @app.command("inspect")
@@ -239,7 +249,7 @@ def decrypt(
                     dst.write(chunk)
                     if tick is not None:
                         tick(len(chunk))
-    err.print(f"decrypted {file} -> {target}", markup=False, highlight=False, soft_wrap=True)
+    _said(f"decrypted {file} -> {target}")
 
 
 def _legacy_data_key(
@@ -282,12 +292,12 @@ def reseal(
     with _errors():
         key = _legacy_data_key(wrapped_key, private_key, data_key, key_id)
         wrapper = _wrapper(public_key, vault_wrap)
-        with (
-            file.open("rb") as src,
-            _atomic_output(target) as dst,
-            _progress(_size(file), "re-sealing", progress) as tick,
-        ):
-            header = reseal_legacy(
+        header = _write_sealed(
+            file,
+            target,
+            "re-sealing",
+            progress,
+            lambda src, dst, tick: reseal_legacy(
                 src,
                 dst,
                 data_key=key,
@@ -295,10 +305,6 @@ def reseal(
                 wrapper=wrapper,
                 content_type=content_type,
                 progress=tick,
-            )
-    err.print(
-        f"re-sealed {file} -> {target} for {header.key_id}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+            ),
+        )
+    _said(f"re-sealed {file} -> {target} for {header.key_id}")

@@ -150,48 +150,23 @@ def test_reseal_legacy(tmp_path: Path, keys) -> None:
             serialization.NoEncryption(),
         )
     )
-    result = run(
-        "data",
-        "reseal",
-        legacy,
-        "--key-id",
-        KEY_ID,
-        "--wrapped-key",
-        tmp_path / "wrapped.bin",
-        "--private-key",
-        legacy_pem,
-        "--public-key",
-        public,
-        "-o",
-        tmp_path / "diabetes.sealed",
-    )
+
+    def reseal(output: Path):
+        return run("data", "reseal", legacy, "--key-id", KEY_ID,
+                   "--wrapped-key", tmp_path / "wrapped.bin", "--private-key", legacy_pem,
+                   "--public-key", public, "-o", output)  # fmt: skip
+
+    result = reseal(tmp_path / "diabetes.sealed")
     assert result.exit_code == 0, result.output
     out = tmp_path / "diabetes.csv"
-    assert (
-        run(
-            "data", "decrypt", tmp_path / "diabetes.sealed", "--private-key", private, "-o", out
-        ).exit_code
-        == 0
-    )
+    decrypted = run("data", "decrypt", tmp_path / "diabetes.sealed", "--private-key", private,
+                    "-o", out)  # fmt: skip
+    assert decrypted.exit_code == 0
     assert out.read_bytes() == data
 
     blob_tampered = bytearray(blob)
     blob_tampered[50] ^= 1
     legacy.write_bytes(bytes(blob_tampered))
-    failed = run(
-        "data",
-        "reseal",
-        legacy,
-        "--key-id",
-        KEY_ID,
-        "--wrapped-key",
-        tmp_path / "wrapped.bin",
-        "--private-key",
-        legacy_pem,
-        "--public-key",
-        public,
-        "-o",
-        tmp_path / "bad.sealed",
-    )
+    failed = reseal(tmp_path / "bad.sealed")
     assert failed.exit_code == 2 and "legacy file failed authentication" in failed.output
     assert not (tmp_path / "bad.sealed").exists()
