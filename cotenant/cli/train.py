@@ -8,6 +8,7 @@ job trains XGBoost on it in memory and seals the trained model back to the data 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -24,7 +25,7 @@ def register(root: typer.Typer) -> None:
     root.command("train")(train_command)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
 
@@ -34,6 +35,10 @@ def train_command(
     agent_url: str = typer.Option(
         "http://127.0.0.1:8080", "--agent-url", help="The guest agent's local API (loopback)."
     ),
+    lab_vm: str | None = typer.Option(
+        None, "--lab-vm", help="Run in the lab, on this simulated CVM (its agent's API)."
+    ),
+    lab_dir: Path = typer.Option(Path(".lab"), "--lab-dir", help="The lab's directory."),
     owner_public_key: Path | None = typer.Option(
         None, "--owner-public-key",
         help="PEM public key of the data owner's key (default: as reported by the agent).",
@@ -44,6 +49,8 @@ def train_command(
 ) -> None:
     """Train XGBoost on sealed data inside the CVM; print accuracy and the report."""
     model_path = model_out or data.with_name(data.name + ".model.sealed")
+    if lab_vm is not None:
+        agent_url = lab_agent_url(lab_dir, lab_vm)
     try:
         with AgentClient(agent_url) as agent:
             wrapper = owner_wrapper(agent, data_owner_key_id(data), owner_public_key)
@@ -57,6 +64,28 @@ def train_command(
         model_path.unlink(missing_ok=True)
         _fail(str(exc))
     print_run(run, model_path, Console())
+
+
+def lab_agent_url(lab_dir: Path, vm_name: str) -> str:
+    """The local API of the guest agent running in lab VM ``vm_name``."""
+    from cotenant.lab.client import LabError
+    from cotenant.lab.supervisor import running_client
+    from guest_agent.config import ConfigError, load_config
+
+    client = running_client(lab_dir)
+    if client is None:
+        _fail(f"no lab is running in {lab_dir} (start it with `cotenant lab up`)")
+    try:
+        vm = client.get_vm(vm_name)
+    except LabError as exc:
+        _fail(f"lab VM {vm_name}: {exc.message}")
+    if not vm.get("agent_running"):
+        _fail(f"lab VM {vm_name} runs no guest agent (deploy it with its agent config first)")
+    try:
+        config = load_config(Path(vm["directory"]) / "agent.toml")
+    except ConfigError as exc:
+        _fail(f"lab VM {vm_name}: {exc}")
+    return f"http://{config.api.listen}"
 
 
 def print_run(run: TrainingRun, model_path: Path, console: Console) -> None:

@@ -40,7 +40,8 @@ def owner_vm(lab: RunningLab, azurite: Azurite, tmp_path_factory: pytest.TempPat
         agent = world.vm("trainer", "confidential", client_id, ["contoso"])
         url = f"http://{agent.api.listen}"
         wait_for_api(url)
-        yield {"url": url, "sealed": sealed, "pem": pem, "key_id": key_id, "tmp": tmp}
+        yield {"url": url, "sealed": sealed, "pem": pem, "key_id": key_id, "tmp": tmp,
+               "vm": agent.vm_name, "lab_dir": str(lab.directory)}
 
 
 def _wait_released(client: AgentClient, timeout: float = 60.0) -> None:
@@ -70,10 +71,11 @@ def test_sealed_training_matches_the_plain_run_and_seals_the_model(owner_vm: dic
         assert b"Pregnancies" not in sink.getvalue()  # sealed, not plaintext
 
 
-def test_cotenant_train_prints_the_report(owner_vm: dict) -> None:
+def test_cotenant_train_runs_on_a_lab_vm_and_prints_the_report(owner_vm: dict) -> None:
     out = Path(owner_vm["tmp"]) / "model.sealed"
     result = CliRunner().invoke(build_app(), [
-        "train", str(owner_vm["sealed"]), "--agent-url", owner_vm["url"],
+        "train", str(owner_vm["sealed"]), "--lab-vm", owner_vm["vm"],
+        "--lab-dir", owner_vm["lab_dir"],
         "--owner-public-key", str(owner_vm["pem"]), "--model-out", str(out),
     ])
     assert result.exit_code == 0, result.output
@@ -89,3 +91,12 @@ def test_cotenant_train_refuses_a_plaintext_file(owner_vm: dict) -> None:
     assert result.exit_code == 2
     assert "not a cotenant sealed file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cotenant_train_names_a_missing_lab_vm(owner_vm: dict) -> None:
+    result = CliRunner().invoke(build_app(), [
+        "train", str(owner_vm["sealed"]), "--lab-vm", "no-such-vm",
+        "--lab-dir", owner_vm["lab_dir"],
+    ])
+    assert result.exit_code == 2
+    assert "lab VM no-such-vm" in result.output and "Traceback" not in result.output
