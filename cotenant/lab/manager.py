@@ -46,6 +46,8 @@ from cotenant.lab.vms import VmSupervisor
 from cotenant.plan import ESTIMATES
 
 DEFAULT_LATENCY_SCALE = 0.01
+# The address the network module reports as the tenant's egress (a public-looking constant).
+LAB_EGRESS_IP = "20.50.0.1"
 RG_DELETE_SECONDS = 60.0
 _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
 _HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?[^\n]*\n(.*?)\n\s*\1\s*$", re.S | re.M)
@@ -65,7 +67,7 @@ def agent_config_from_bootstrap(script: str) -> str | None:
     the parameter itself when it is TOML, else the first heredoc in it whose body is a TOML
     table (``cat > agent.toml <<'EOF' … EOF``).
     """
-    candidates = [script] + [m.group(2) for m in _HEREDOC.finditer(script)]
+    candidates = [script] + [m.group(2) + "\n" for m in _HEREDOC.finditer(script)]
     for text in candidates:
         try:
             if tomllib.loads(text):
@@ -218,7 +220,7 @@ class ResourceManager:
             "gatewaySubnetId": f"{vnet_id}/subnets/{p['gatewaySubnetName']}",
             "nsgId": self.arm_id(rg, net, "networkSecurityGroups", p["nsgName"]),
             "natGatewayId": self.arm_id(rg, net, "natGateways", p["natGatewayName"]),
-            "egressIpAddress": "127.0.0.1",
+            "egressIpAddress": LAB_EGRESS_IP,
         }
 
     def _grant(self, principal_id: str, scope: str, role: str) -> str:
