@@ -16,8 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
+from azure.functions.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
 from .appsettings import resolve
@@ -78,13 +78,17 @@ class QueueListener:
                 messages = []
             if messages:
                 delay = 0.05
-                await asyncio.gather(*(self._process(m) for m in messages))
+                results = await asyncio.gather(*(self._process(m) for m in messages),
+                                               return_exceptions=True)
+                for result in results:
+                    if isinstance(result, Exception):
+                        log.warning("queue %s: %s", self.queue_name, result)
                 continue
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.max_polling_interval)
 
     async def _process(self, message: Any) -> None:
-        msg = func.QueueMessage(
+        msg = QueueMessage(
             id=message.id, body=decode_body(message.content, self.settings.base64),
             dequeue_count=message.dequeue_count, expiration_time=message.expires_on,
             insertion_time=message.inserted_on, time_next_visible=message.next_visible_on,

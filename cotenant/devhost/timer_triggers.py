@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 from .clock import TimerService
@@ -82,13 +82,13 @@ class TimerTriggers:
                 "ScheduleStatus": {"Last": at.isoformat(),
                                    "Next": schedule.next_after(at).isoformat()},
                 "IsPastDue": past_due}
-        request = func.TimerRequest(past_due=past_due, schedule_status=info["ScheduleStatus"],
+        request = TimerRequest(past_due=past_due, schedule_status=info["ScheduleStatus"],
                                     schedule=info["Schedule"])
         task = asyncio.get_running_loop().create_task(self._invoke(fn, request, info))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _invoke(self, fn: Function, request: func.TimerRequest,
+    async def _invoke(self, fn: Function, request: TimerRequest,
                       info: dict[str, Any]) -> None:
         lock = self._locks[fn.name]
         if lock.locked():
