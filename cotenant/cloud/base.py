@@ -22,7 +22,7 @@ RELEASE_ROLE_ID = "08bbd89e-9f13-488c-ac41-acfcb10c90ab"
 TRANSIENT_ERROR_CODES = frozenset({
     "InternalServerError", "ServiceUnavailable", "TooManyRequests", "GatewayTimeout",
     "RetryableError", "Conflict", "AnotherOperationInProgress", "OperationNotAllowedRetry",
-    "AllocationFailed", "ResourceGroupBeingDeleted", "Transient",
+    "AllocationFailed", "ResourceGroupBeingDeleted", "Transient", "DeploymentInterrupted",
 })
 
 

@@ -31,3 +31,34 @@ def api_host(azurite: Azurite, tmp_path: Path) -> Iterator[DevHostHarness]:
                         keys_file=tmp_path / "keys.json",
                         settings={"COTENANT_CLOUD": "lab"}) as host:
         yield host
+
+
+FAST_TIMING = {
+    "COTENANT_POLL_SECONDS": "0.05",
+    "COTENANT_RETRY_FIRST_SECONDS": "0.2",
+    "COTENANT_RETRY_ATTEMPTS": "4",
+    "COTENANT_REPORT_TIMEOUT_SECONDS": "30",
+    "COTENANT_DEPLOYMENT_TIMEOUT_SECONDS": "60",
+    "COTENANT_DELETE_TIMEOUT_SECONDS": "60",
+}
+
+
+@pytest.fixture(scope="module")
+def lab_stack(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory):
+    """A lab (deployment latency ×0.001) whose environment the in-process app uses."""
+    from cotenant.lab.testing import running_lab
+
+    with running_lab(tmp_path_factory.mktemp("lab"), latency_scale=0.001,
+                     azurite_connection_string=azurite.connection_string) as lab, \
+            lab.activate():
+        yield lab
+
+
+@pytest.fixture
+def stack(lab_stack, azurite: Azurite, tmp_path: Path) -> Iterator[DevHostHarness]:
+    """The function app under the devhost, on the lab cloud, with Azurite and triggers."""
+    with DevHostHarness(APP, connection_string=azurite.connection_string,
+                        task_hub=f"cpE2e{next(_hubs)}", triggers=True,
+                        keys_file=tmp_path / "keys.json",
+                        settings={"COTENANT_CLOUD": "lab", **FAST_TIMING}) as host:
+        yield host
