@@ -17,6 +17,9 @@ cvm       required            ``admin_username``, exactly one of ``ssh_public_ke
                               ``admin_password``, ``bootstrap_script`` (all secure)
 gateway   —                   —
 bastion   —                   — (debug plans only)
+guest-    required            ``storage_account`` (the control plane's), ``principal_id`` (of
+access                        the party's identity), ``command_queue`` (its command queue);
+                              deployed into the control plane's resource group
 ========  ==================  ===============================================================
 
 Problems with the inputs raise :class:`DeploymentInputError` listing every problem; secret
@@ -44,13 +47,15 @@ __all__ = [
     "module_path",
 ]
 
-MODULES: tuple[str, ...] = ("network", "party", "grants", "cvm", "gateway", "bastion")
+MODULES: tuple[str, ...] = (
+    "network", "party", "grants", "cvm", "gateway", "bastion", "guest-access",
+)
 BICEP_DIR = Path(__file__).resolve().parent.parent / "bicep" / "tenant"
 
 # keyword inputs whose values are secrets (never logged, never in errors)
 SECURE_INPUTS = frozenset({"admin_password", "ssh_public_key", "bootstrap_script"})
 
-_PARTY_MODULES = frozenset({"party", "grants", "cvm"})
+_PARTY_MODULES = frozenset({"party", "grants", "cvm", "guest-access"})
 _PRINCIPAL_TYPES = ("ServicePrincipal", "User", "Group")
 # Linux user names Azure accepts for the admin account (and not one of its reserved names).
 _ADMIN_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -61,6 +66,8 @@ _RESERVED_USERNAMES = frozenset({
 _SSH_KEY = re.compile(
     r"^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$"
 )
+_STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_QUEUE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _PASSWORD_CLASSES = (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^A-Za-z0-9]")
 
 
@@ -265,6 +272,21 @@ def _bastion(plan: Plan, _party: str | None, _inputs: dict[str, Any]) -> dict[st
     }
 
 
+def _guest_access(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
+    assert party is not None
+    problems: list[str] = []
+    account = inputs.get("storage_account")
+    if not isinstance(account, str) or not _STORAGE_ACCOUNT.match(account):
+        problems.append("storage_account must be a storage account name ([a-z0-9]{3,24})")
+    queue = inputs.get("command_queue")
+    if not isinstance(queue, str) or not _QUEUE_NAME.match(queue):
+        problems.append("command_queue must be a queue name (3-63 of a-z, 0-9, single '-')")
+    principal = _guid(inputs, "principal_id", problems)
+    if problems:
+        raise DeploymentInputError(problems)
+    return {"storageAccountName": account, "commandQueueName": queue, "principalId": principal}
+
+
 _Builder = Callable[[Plan, str | None, dict[str, Any]], dict[str, Any]]
 _BUILDERS: dict[str, _Builder] = {
     "network": _network,
@@ -273,6 +295,7 @@ _BUILDERS: dict[str, _Builder] = {
     "cvm": _cvm,
     "gateway": _gateway,
     "bastion": _bastion,
+    "guest-access": _guest_access,
 }
 
 _ACCEPTED_INPUTS: dict[str, frozenset[str]] = {
@@ -283,6 +306,7 @@ _ACCEPTED_INPUTS: dict[str, frozenset[str]] = {
     "cvm": frozenset({"admin_username", "ssh_public_key", "admin_password", "bootstrap_script"}),
     "gateway": frozenset(),
     "bastion": frozenset(),
+    "guest-access": frozenset({"storage_account", "principal_id", "command_queue"}),
 }
 
 

@@ -58,11 +58,14 @@ def inputs_for(module: str, *, password: bool = False) -> dict[str, Any]:
     if module == "cvm":
         credential = {"admin_password": PASSWORD} if password else {"ssh_public_key": SSH_KEY}
         return {"admin_username": "cvmops7", "bootstrap_script": SCRIPT, **credential}
+    if module == "guest-access":
+        return {"storage_account": "stcotenantabc123def4567", "command_queue": "cmd-demo-contoso",
+                "principal_id": PRINCIPALS["contoso"]}
     return {}
 
 
 def party_for(module: str) -> str | None:
-    return "contoso" if module in {"party", "grants", "cvm"} else None
+    return "contoso" if module in {"party", "grants", "cvm", "guest-access"} else None
 
 
 def evaluated(plan: Plan, module: str, party: str | None = None, **overrides: Any) -> Template:
