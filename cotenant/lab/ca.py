@@ -56,7 +56,7 @@ def _san(name: str) -> x509.GeneralName:
 class IssuedCert:
     """A certificate issued by the lab CA with its private key."""
 
-    key: rsa.RSAPrivateKey
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     cert: x509.Certificate
     chain: list[x509.Certificate]  # issuers above the leaf, root last
 
@@ -122,9 +122,12 @@ class LabCA:
         return key, cert
 
     def issue(self, common_name: str, names: list[str], *,
-              key: rsa.RSAPrivateKey | None = None) -> IssuedCert:
-        """Issue a server certificate for ``names`` (DNS names, wildcards or IP addresses)."""
-        key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+              key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None) -> IssuedCert:
+        """Issue a server certificate for ``names`` (DNS names or IP addresses).
+
+        ``key`` defaults to a fresh EC P-256 key (TLS); pass an RSA key for RS256 signing.
+        """
+        key = key or ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         ca_ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         cert = (
@@ -139,7 +142,8 @@ class LabCA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=True,
+                    digital_signature=True, content_commitment=False,
+                    key_encipherment=isinstance(key, rsa.RSAPrivateKey),
                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
                     crl_sign=False, encipher_only=False, decipher_only=False,
                 ),
@@ -156,6 +160,14 @@ class LabCA:
             .sign(self.key, hashes.SHA256())
         )
         return IssuedCert(key=key, cert=cert, chain=[self.cert])
+
+    def shared_rsa_key(self, stem: str) -> rsa.RSAPrivateKey:
+        """An RSA key kept in the CA directory (``<stem>.key``), created once."""
+        path = self.directory / f"{stem}.key"
+        if not path.exists():
+            write_private(path, private_pem(rsa.generate_private_key(public_exponent=65537,
+                                                                     key_size=2048)))
+        return load_private(path.read_bytes())
 
     def issue_to_files(self, stem: str, names: list[str]) -> tuple[Path, Path]:
         """Issue (once) a TLS certificate stored as ``<stem>.pem`` / ``<stem>.key``."""

@@ -5,8 +5,8 @@ The request has the real shape — ``{"AttestationInfo": base64url(JSON)}`` with
 ``IsolationInfo`` — but the hardware statements are the lab's: ``TpmInfo.PcrQuote`` is a JSON
 quote naming the VM (``vmUniqueId``), its PCRs, a timestamp and a SHA-256 digest binding the
 client payload, the ephemeral encryption key (``EncKeyPub``) and the HCL runtime data; it is
-signed (``PcrSignature``, RSA-PSS/SHA-256) by the VM's hardware key, whose public half the lab
-registered when it created the VM (``AikPub`` must match the registration).
+signed (``PcrSignature``, ECDSA P-384/SHA-384, like a VCEK) by the VM's hardware key, whose
+public half the lab registered when it created the VM (``AikPub`` must match it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cotenant.crypto.encoding import b64_decode_any, b64url_decode, b64url_encode
@@ -30,7 +30,7 @@ from cotenant.crypto.encoding import b64_decode_any, b64url_decode, b64url_encod
 PROTOCOL_VERSION = "2.0"
 PCRS = list(range(8))
 MAX_QUOTE_AGE = 300.0
-_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+_ECDSA = ec.ECDSA(hashes.SHA384())
 
 
 class EvidenceError(ValueError):
@@ -41,7 +41,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def public_der(key: rsa.RSAPublicKey) -> bytes:
+def public_der(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -53,7 +53,7 @@ def _binding(client_payload: bytes, enc_key_der: bytes, runtime_data: bytes) -> 
     return digest.hexdigest()
 
 
-def build_attestation_info(*, vm_unique_id: str, hardware_key: rsa.RSAPrivateKey,
+def build_attestation_info(*, vm_unique_id: str, hardware_key: ec.EllipticCurvePrivateKey,
                            enc_key: rsa.RSAPublicKey, client_payload: dict[str, Any],
                            runtime_data: dict[str, Any]) -> str:
     """The ``AttestationInfo`` value (base64url JSON) a simulated guest sends."""
@@ -74,7 +74,7 @@ def build_attestation_info(*, vm_unique_id: str, hardware_key: rsa.RSAPrivateKey
             "AikPub": _b64(public_der(hardware_key.public_key())),
             "PcrSet": PCRS,
             "PcrQuote": _b64(quote),
-            "PcrSignature": _b64(hardware_key.sign(quote, _PSS, hashes.SHA256())),
+            "PcrSignature": _b64(hardware_key.sign(quote, _ECDSA)),
             "EncKeyPub": _b64(enc_der),
         },
         "IsolationInfo": {"Type": "SevSnp",
@@ -126,10 +126,10 @@ def verify_attestation_info(info: dict[str, Any], quote: dict[str, Any],
         runtime = b64url_decode(_field(info, "IsolationInfo", "Evidence", "RunTimeData"))
     except (ValueError, TypeError) as exc:
         raise EvidenceError(f"evidence field is malformed: {exc}") from None
-    if not isinstance(registered, rsa.RSAPublicKey) or aik != public_der(registered):
+    if not isinstance(registered, ec.EllipticCurvePublicKey) or aik != public_der(registered):
         raise EvidenceError("the attestation key is not the one registered for this VM")
     try:
-        registered.verify(signature, quote_raw, _PSS, hashes.SHA256())
+        registered.verify(signature, quote_raw, _ECDSA)
     except InvalidSignature:
         raise EvidenceError("the quote signature is not valid") from None
     if quote.get("binding") != _binding(payload, enc_der, runtime):

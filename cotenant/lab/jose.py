@@ -8,7 +8,7 @@ import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from cotenant.crypto.encoding import b64url_decode, b64url_encode
@@ -22,6 +22,16 @@ def rsa_jwk(public_key: rsa.RSAPublicKey, **fields: object) -> dict[str, object]
     """A public RSA JWK (``kty``, ``n``, ``e``) plus ``fields`` (kid, key_ops, ...)."""
     numbers = public_key.public_numbers()
     return {**fields, "kty": "RSA", "n": _int_b64(numbers.n), "e": _int_b64(numbers.e)}
+
+
+def ec_jwk(public_key: ec.EllipticCurvePublicKey, **fields: object) -> dict[str, object]:
+    """A public EC JWK (``kty``, ``crv``, ``x``, ``y``) plus ``fields``."""
+    numbers = public_key.public_numbers()
+    size = (public_key.curve.key_size + 7) // 8
+    crv = {"secp256r1": "P-256", "secp384r1": "P-384"}[public_key.curve.name]
+    return {**fields, "kty": "EC", "crv": crv,
+            "x": b64url_encode(numbers.x.to_bytes(size, "big")),
+            "y": b64url_encode(numbers.y.to_bytes(size, "big"))}
 
 
 def rsa_public_from_jwk(jwk: dict[str, object]) -> rsa.RSAPublicKey:

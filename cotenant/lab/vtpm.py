@@ -19,8 +19,9 @@ The guest agent's ``lab`` backend uses it exactly like the real vTPM/HCL library
 * ``encryption_key`` is its public half.
 
 The VM directory (created by the lab) holds ``hardware.key`` — the VM's attestation
-(hardware) key whose public half the lab's attestation service registered when it created the
-VM — ``ephemeral.key`` (recreated at every boot by :meth:`SoftwareVTPM.boot`) and ``vm.json``.
+(hardware) key, EC P-384 like a VCEK, whose public half the lab's attestation service
+registered when it created the VM — ``ephemeral.key`` (recreated at every boot by
+:meth:`SoftwareVTPM.boot`) and ``vm.json``.
 HTTP goes through ``requests`` and so honours ``HTTPS_PROXY``/``REQUESTS_CA_BUNDLE`` set by
 the lab for the VM process.
 """
@@ -34,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cotenant.lab.ca import load_private, private_pem, write_private
 from cotenant.lab.evidence import EvidenceError, build_attestation_info, open_token
-from cotenant.lab.jose import rsa_jwk
+from cotenant.lab.jose import ec_jwk
 
 ENV_DIR = "COTENANT_LAB_VTPM_DIR"
 ENV_ATTESTATION_URL = "COTENANT_LAB_ATTESTATION_URL"
@@ -72,9 +74,13 @@ class SoftwareVTPM:
         self.directory = Path(directory)
         try:
             self.info: dict[str, Any] = json.loads((self.directory / "vm.json").read_text())
-            self._hardware = load_private((self.directory / "hardware.key").read_bytes())
+            hardware = serialization.load_pem_private_key(
+                (self.directory / "hardware.key").read_bytes(), password=None)
         except (OSError, ValueError) as exc:
             raise RuntimeError(f"no simulated vTPM in {self.directory}: {exc}") from None
+        if not isinstance(hardware, ec.EllipticCurvePrivateKey):
+            raise RuntimeError(f"the hardware key in {self.directory} is not an EC key")
+        self._hardware = hardware
         ephemeral = self.directory / "ephemeral.key"
         if not ephemeral.exists():
             self.boot()
@@ -89,9 +95,10 @@ class SoftwareVTPM:
         return cls(directory)
 
     @classmethod
-    def provision(cls, directory: Path, *, name: str, vm_unique_id: str) -> rsa.RSAPublicKey:
+    def provision(cls, directory: Path, *, name: str,
+                  vm_unique_id: str) -> ec.EllipticCurvePublicKey:
         """Create a VM's vTPM (the lab does this at VM creation); returns the hardware key."""
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = ec.generate_private_key(ec.SECP384R1())
         write_private(directory / "hardware.key", private_pem(key))
         (directory / "vm.json").write_text(json.dumps({"name": name,
                                                        "vmUniqueId": vm_unique_id}))
@@ -122,7 +129,7 @@ class SoftwareVTPM:
         if nonce is not None:
             payload["nonce"] = nonce
         runtime = {
-            "keys": [rsa_jwk(self._hardware.public_key(), kid="HCLAkPub", key_ops=["sign"])],
+            "keys": [ec_jwk(self._hardware.public_key(), kid="HCLAkPub", key_ops=["sign"])],
             "vm-configuration": {"vmUniqueId": self.vm_unique_id},
         }
         return build_attestation_info(

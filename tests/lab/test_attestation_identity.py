@@ -8,7 +8,7 @@ import jwt
 import pytest
 import requests
 from azure.identity import ManagedIdentityCredential
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cotenant.crypto.encoding import b64url_decode, b64url_encode
 from cotenant.crypto.tokens import TokenVerifier, runtime_encryption_key
@@ -63,7 +63,7 @@ def test_forged_or_unknown_evidence_is_refused(lab_env: RunningLab) -> None:
     client.create_vm(vm, "confidential")
     vtpm = client.vtpm(vm)
     session, url = requests.Session(), f"{client.endpoints.attestation_url}/attest/AzureGuest"
-    impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    impostor = ec.generate_private_key(ec.SECP384R1())
     forged = build_attestation_info(vm_unique_id=vtpm.vm_unique_id, hardware_key=impostor,
                                     enc_key=vtpm.encryption_key, client_payload={},
                                     runtime_data={})

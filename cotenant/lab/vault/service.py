@@ -83,7 +83,8 @@ class VaultService:
         with self.store.edit() as state:
             vault = state.vaults.get(name)
             if vault is None:
-                issued = self.ca.issue(f"{name}{VAULT_SUFFIX}", [f"{name}{VAULT_SUFFIX}"])
+                issued = self.ca.issue(f"{name}{VAULT_SUFFIX}", [f"{name}{VAULT_SUFFIX}"],
+                                       key=self.ca.shared_rsa_key("vault-signing"))
                 vault = Vault(
                     name=name, resource_group=resource_group, location=location, rbac=rbac,
                     purge_protection=purge_protection, soft_delete_days=soft_delete_days,
