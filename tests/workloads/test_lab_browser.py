@@ -18,9 +18,9 @@ from selenium.webdriver.common.by import By
 
 from cotenant.azurite import Azurite
 from cotenant.crypto.wrapping import PublicKeyWrapper
-from cotenant.lab.supervisor import RunningLab
-from tests.guest_agent.lab_world import World, lab_authority
+from tests.guest_agent.lab_world import lab_authority
 from tests.workloads.browser import chromium, table_rows, wait_text
+from tests.workloads.conftest import LabScenario
 from tests.workloads.expected import expected
 from tests.workloads.scenario import partner_entry, party_csv, publish, seal_file
 from tests.workloads.serving import serve_app, write_config
@@ -33,11 +33,11 @@ OWNERS = ("contoso", "fabrikam")
 
 @pytest.fixture(scope="module")
 def scenario(
-    lab: RunningLab, azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
+    lab_scenario: LabScenario, azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("scenario")
+    world, lab = lab_scenario.world, lab_scenario.lab
     with lab.activate(), contextlib.ExitStack() as stack:
-        world = World(lab, azurite, lab_authority()).setup()
         partners = []
         for party in OWNERS:  # the data owners' step, on their own machines
             key_id, public = world.public_key(party)
@@ -45,15 +45,12 @@ def scenario(
             container, blob = publish(azurite, party, sealed)
             partners.append(partner_entry(azurite, party, world.vaults[party],
                                           world.keys[party], container, blob))
-        grants = {"contoso": ["contoso"], "woodgrove": ["contoso", "fabrikam", "woodgrove"]}
         urls = {}
-        for party, allowed in grants.items():
-            client_id = world.identity(party, allowed)
-            agent = world.vm(party, "confidential", client_id, allowed)
+        for party in lab_scenario.agents:
             app = {
                 "party": party, "display_name": party.capitalize(),
                 "role": "aggregator" if party == "woodgrove" else "owner",
-                "agent_url": f"http://{agent.api.listen}",
+                "agent_url": lab_scenario.agent_url(party),
                 "attestation_authority": lab_authority(),
                 "ca_bundle": lab.client.endpoints.ca_bundle,
                 "state_dir": str(tmp / party), "reference_date": REFERENCE,

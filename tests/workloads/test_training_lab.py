@@ -11,13 +11,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
-from cotenant.azurite import Azurite
 from cotenant.cli.main import build_app
 from cotenant.crypto.envelope import open_sealed, read_header
 from cotenant.crypto.wrapping import PublicKeyWrapper
-from cotenant.lab.supervisor import RunningLab
 from guest_agent.client import AgentClient
-from tests.guest_agent.lab_world import World, lab_authority, wait_for_api
+from tests.guest_agent.lab_world import wait_for_api
+from tests.workloads.conftest import LabScenario
 from tests.workloads.scenario import seal_file
 from tests.workloads.test_training_job import DIABETES, plain_accuracy
 from workloads.training.run import MODEL_CONTENT_TYPE, run_training
@@ -26,22 +25,21 @@ pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def owner_vm(lab: RunningLab, azurite: Azurite, tmp_path_factory: pytest.TempPathFactory):
+def owner_vm(lab_scenario: LabScenario, tmp_path_factory: pytest.TempPathFactory):
+    """Contoso, the data owner, seals diabetes.csv with its key; Contoso's CVM trains."""
     tmp = tmp_path_factory.mktemp("training")
-    with lab.activate():
-        world = World(lab, azurite, lab_authority()).setup()
-        key_id, public = world.public_key("contoso")
-        sealed = tmp / "diabetes.csv.sealed"
-        sealed.write_bytes(seal_file(DIABETES, key_id, PublicKeyWrapper(public)))
-        pem = tmp / "owner-public.pem"
-        pem.write_bytes(public.public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo))
-        client_id = world.identity("trainer", ["contoso"])
-        agent = world.vm("trainer", "confidential", client_id, ["contoso"])
-        url = f"http://{agent.api.listen}"
-        wait_for_api(url)
-        yield {"url": url, "sealed": sealed, "pem": pem, "key_id": key_id, "tmp": tmp,
-               "vm": agent.vm_name, "lab_dir": str(lab.directory)}
+    with lab_scenario.lab.activate():
+        key_id, public = lab_scenario.world.public_key("contoso")
+    sealed = tmp / "diabetes.csv.sealed"
+    sealed.write_bytes(seal_file(DIABETES, key_id, PublicKeyWrapper(public)))
+    pem = tmp / "owner-public.pem"
+    pem.write_bytes(public.public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+    url = lab_scenario.agent_url("contoso")
+    wait_for_api(url)
+    return {"url": url, "sealed": sealed, "pem": pem, "key_id": key_id, "tmp": tmp,
+            "vm": lab_scenario.agents["contoso"].vm_name,
+            "lab_dir": str(lab_scenario.lab.directory)}
 
 
 def _wait_released(client: AgentClient, timeout: float = 60.0) -> None:
