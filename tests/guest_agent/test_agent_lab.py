@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -93,8 +94,7 @@ def test_reports_validate_and_the_attested_token_verifies(
         assert report.nonce == config.orchestration.nonce
     (attested,) = [r for r in reports if r.event == "attested"]
     assert attested.token
-    verifier = TokenVerifier([world.authority], verify=os.environ.get("REQUESTS_CA_BUNDLE")
-                             or world.lab.environ()["REQUESTS_CA_BUNDLE"])
+    verifier = TokenVerifier([world.authority], verify=world.lab.environ()["REQUESTS_CA_BUNDLE"])
     claims = verifier.verify(attested.token, nonce=config.orchestration.nonce)
     assert claims.is_compliant_cvm and not claims.is_debuggable
     assert len({r.idempotency_key for r in reports}) == len(reports)
@@ -167,7 +167,7 @@ def test_rotate_command_releases_and_reports_the_new_version(
 
 
 @pytest.fixture(scope="module")
-def side_vms(world: World) -> dict[str, AgentConfig]:
+def side_vms(world: World) -> dict[str, tuple[AgentConfig, list[Report]]]:
     """A trusted-launch VM (granted, but not confidential) and a confidential VM with the
     sidecar's private-key release enabled; both booted before waiting for either."""
     with world.lab.activate():
@@ -176,13 +176,16 @@ def side_vms(world: World) -> dict[str, AgentConfig]:
         vms = {
             "tlaunch": world.vm("tlaunch", "trusted-launch", tl_id, ["contoso", "fabrikam"]),
             "sidecar": world.vm("sidecar", "confidential", sc_id, ["contoso"],
-                                allow_private_key_release=True),
+                                allow_private_key_release=True, heartbeat_seconds=1.0),
         }
-    return vms
+    out = {name: (config, startup_reports(config)) for name, config in vms.items()}
+    wait_for_api(f"http://{vms['sidecar'].api.listen}")
+    return out
 
 
-def test_trusted_launch_vm_releases_nothing(side_vms: dict[str, AgentConfig]) -> None:
-    reports = startup_reports(side_vms["tlaunch"])
+def test_trusted_launch_vm_releases_nothing(
+        side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
+    _, reports = side_vms["tlaunch"]
     assert not [r for r in reports if r.event in ("released", "rotated")]
     keyed = [r for r in reports if r.key_id]
     assert len(keyed) == 2 and all(r.event == "release-denied" for r in keyed)
@@ -190,10 +193,9 @@ def test_trusted_launch_vm_releases_nothing(side_vms: dict[str, AgentConfig]) ->
 
 
 def test_private_key_release_when_enabled_returns_the_vault_key(
-        world: World, side_vms: dict[str, AgentConfig]) -> None:
-    config = side_vms["sidecar"]
-    startup_reports(config)
-    wait_for_api(f"http://{config.api.listen}")
+        world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
+    config, reports = side_vms["sidecar"]
+    assert [r.event for r in reports if r.key_id] == ["released"]
     with world.lab.activate():
         _, public = world.public_key("contoso")
     jwk = AgentClient(f"http://{config.api.listen}").release_private_key(
@@ -201,3 +203,26 @@ def test_private_key_release_when_enabled_returns_the_vault_key(
     assert jwk["kty"] == "RSA" and "d" in jwk
     numbers = public.public_numbers()
     assert jwk_public(jwk) == (numbers.n, numbers.e)
+
+
+def test_re_attest_wipe_and_heartbeat(
+        world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
+    config, _ = side_vms["sidecar"]
+    sender = queue(config, config.queues.commands_url)
+    sender.send_message(json.dumps({"command": "re-attest", "id": uuid.uuid4().hex,
+                                    "instance": "check-1", "nonce": "fresh-nonce-42"}))
+    reports = wait_reports(config, lambda rs: any(
+        r.event == "attested" and r.nonce == "fresh-nonce-42" for r in rs)
+        and any(r.event == "heartbeat" for r in rs))
+    (attested,) = [r for r in reports if r.event == "attested"]
+    assert attested.instance == "check-1" and attested.token
+    verifier = TokenVerifier([world.authority], verify=world.lab.environ()["REQUESTS_CA_BUNDLE"])
+    assert verifier.verify(attested.token, nonce="fresh-nonce-42").is_compliant_cvm
+    client = AgentClient(f"http://{config.api.listen}")
+    assert [k["state"] for k in client.keys()] == ["released"]  # noqa: SIM118
+    sender.send_message(json.dumps({"command": "wipe", "id": uuid.uuid4().hex}))
+    deadline = time.monotonic() + 10
+    while client.keys()[0]["state"] != "pending":
+        assert time.monotonic() < deadline, "keys were not wiped"
+        time.sleep(0.1)
+    assert "version" not in client.keys()[0]

@@ -68,7 +68,7 @@ def serving(script: Script, context: ssl.SSLContext | None = None) -> Iterator[i
     server = ThreadingHTTPServer(("127.0.0.1", 0), script.handler())
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield server.server_address[1]
