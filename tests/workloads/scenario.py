@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from azure.storage.blob import BlobServiceClient
 
 from cotenant.azurite import Azurite
 from cotenant.crypto.envelope import seal
 from cotenant.crypto.wrapping import KeyWrapper
 from tests.workloads.expected import PARTIES
+from workloads.analytics.deploy import data_location, publish_sealed
 
 
 def seal_file(path: Path, key_id: str, wrapper: KeyWrapper) -> bytes:
@@ -25,12 +25,10 @@ def seal_file(path: Path, key_id: str, wrapper: KeyWrapper) -> bytes:
 
 def publish(azurite: Azurite, party: str, sealed: bytes) -> tuple[str, str]:
     """Upload to a container of the party's own (unique per test run)."""
-    container = f"{party}-data-{uuid.uuid4().hex[:8]}"
-    service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    service.create_container(container)
-    blob = f"{party}-data.csv.sealed"
-    service.get_blob_client(container, blob).upload_blob(sealed)
-    return container, blob
+    location = data_location(party, azurite.blob_url, connection_string=azurite.connection_string)
+    location = replace(location, container=f"{location.container}-{uuid.uuid4().hex[:8]}")
+    publish_sealed(io.BytesIO(sealed), location)
+    return location.container, location.blob
 
 
 def partner_entry(

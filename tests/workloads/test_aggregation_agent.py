@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from rich.console import Console
 
-from cotenant.azurite import Azurite
+from cotenant.azurite import Azurite, free_port
 from cotenant.crypto.skr import ReleasedKey
 from cotenant.crypto.wrapping import PublicKeyWrapper
 from guest_agent.agent import Agent
@@ -27,6 +28,7 @@ from tests.guest_agent.helpers import make_config, served
 from tests.workloads.expected import assert_report_matches
 from tests.workloads.scenario import partner_entry, party_csv, publish, seal_file
 from tests.workloads.serving import serve_app, write_config
+from workloads.analytics.summary import AnalyticsUnavailable, fetch_report, render_report
 
 pytestmark = pytest.mark.azurite
 
@@ -129,3 +131,19 @@ def test_no_plaintext_or_key_material_on_disk_or_in_responses(woodgrove: dict) -
         text = httpx.get(woodgrove["url"] + route).text
         assert name not in text and phone not in text and "PRIVATE" not in text
         assert '"d":' not in text  # no private JWK member
+
+
+def test_summary_for_cotenant_up_fetches_and_prints_the_aggregates(woodgrove: dict) -> None:
+    report = fetch_report(woodgrove["url"], timeout=60, poll=0.3)
+    assert_report_matches(report, REFERENCE.year)
+    console = Console(record=True, width=140)
+    render_report(report, console)
+    text = console.export_text()
+    assert "All parties" in text and "Gen X" in text and "withheld" in text
+    assert "Lucas Iyer" not in text
+
+
+def test_summary_reports_an_unreachable_app_in_one_line() -> None:
+    with pytest.raises(AnalyticsUnavailable) as caught:
+        fetch_report(f"http://127.0.0.1:{free_port()}", timeout=1)
+    assert "\n" not in str(caught.value)

@@ -9,20 +9,17 @@ from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobClient
 
 from workloads.analytics.config import Partner
+from workloads.analytics.deploy import DataLocation
 from workloads.analytics.runonce import PublicError
 
 
 def blob_client(partner: Partner) -> BlobClient:
     """In the lab the partner's Azurite container (connection string from the config); in
     Azure the partner's storage account, read with this VM's managed identity."""
-    if partner.connection_string is not None:
-        return BlobClient.from_connection_string(
-            partner.connection_string.get_secret_value(), partner.container, partner.blob
-        )
-    return BlobClient(
-        partner.account_url, partner.container, partner.blob,
-        credential=ManagedIdentityCredential(),
-    )
+    secret = partner.connection_string
+    location = DataLocation(partner.account_url, partner.container, partner.blob,
+                            secret.get_secret_value() if secret is not None else None)
+    return location.client(None if secret is not None else ManagedIdentityCredential())
 
 
 def open_sealed_blob(partner: Partner) -> BinaryIO:
