@@ -8,6 +8,8 @@ ACI confidential sidecar compatible:
 Workload routes (no key material leaves except a sealed file's own data key):
     GET  /attest/claims -> {"claims": {...}} of the agent's current token
     GET  /keys          -> {"keys": [{vault, name, state, kid, version, ...}]}
+    GET  /isolation     -> {"results": [{vault, name, released, status, code, message}]}
+                        (asks the configured other parties' vaults; see isolation_probes)
     POST /keys/unwrap   {"key_id", "alg", "wrapped_key" (base64)} -> {"key": base64}
     POST /sealed/decrypt  body: a sealed file -> the plaintext, streamed
 
@@ -181,6 +183,10 @@ def build_app(agent: Agent) -> Starlette:
     async def keys(_: Request) -> Response:
         return JSONResponse({"keys": agent.keys.status()})
 
+    async def isolation(_: Request) -> Response:
+        results = await anyio.to_thread.run_sync(agent.probe_isolation)
+        return JSONResponse({"results": results})
+
     async def attest_maa(request: Request) -> Response:
         data = await _json_body(request)
         _check_maa(data)
@@ -271,6 +277,7 @@ def build_app(agent: Agent) -> Starlette:
         Route("/attest/claims", claims, methods=["GET"]),
         Route("/key/release", key_release, methods=["POST"]),
         Route("/keys", keys, methods=["GET"]),
+        Route("/isolation", isolation, methods=["GET"]),
         Route("/keys/unwrap", unwrap, methods=["POST"]),
         Route("/sealed/decrypt", decrypt, methods=["POST"]),
     ]

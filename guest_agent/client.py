@@ -99,6 +99,10 @@ class AgentClient:
     def keys(self) -> list[dict[str, Any]]:
         return self._json("GET", "/keys")["keys"]
 
+    def isolation_check(self) -> list[dict[str, Any]]:
+        """The vaults' answers to this VM asking for other parties' keys (``GET /isolation``)."""
+        return self._json("GET", "/isolation")["results"]
+
     def unwrap(self, key_id: str, alg: str, wrapped_key: bytes) -> bytes:
         body = {"key_id": key_id, "alg": alg,
                 "wrapped_key": base64.b64encode(wrapped_key).decode("ascii")}

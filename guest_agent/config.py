@@ -246,6 +246,9 @@ class AgentConfig(_Strict):
     attestation: Attestation
     identity: Identity
     keys: list[KeyRef] = Field(default_factory=list, max_length=64)
+    # Other parties' keys this VM must NOT obtain: the local API's isolation check asks their
+    # vaults for them (never kept if released) and reports the refusal. Control plane-written.
+    isolation_probes: list[KeyRef] = Field(default_factory=list, max_length=64)
     queues: Queues
     api: Api = Field(default_factory=Api)
     tls: Tls = Field(default_factory=Tls)
@@ -256,6 +259,9 @@ class AgentConfig(_Strict):
         dupes = sorted({x for x in seen if seen.count(x) > 1})
         if dupes:
             raise ValueError(f"keys listed twice: {', '.join(dupes)}")
+        overlap = sorted(set(seen) & {k.label() for k in self.isolation_probes})
+        if overlap:
+            raise ValueError(f"keys both allowed and probed for isolation: {', '.join(overlap)}")
         return self
 
     def imds_url(self) -> str:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bootstrap the cotenant guest agent on a Confidential VM (Azure Custom Script extension).
 #
-#   bootstrap.sh --bundle-url URL --bundle-sha256 HEX --config-b64 B64 [--debug] [--dry-run]
+#   bootstrap.sh --bundle-url URL --bundle-sha256 HEX (--config-b64 B64 | --config-file PATH)
+#                [--debug] [--dry-run] [--root DIR]
 #
 # --bundle-url     https URL of the agent bundle (tar.gz: wheels/ + requirements.lock, built by
 #                  build-bundle.sh); its SHA-256 is pinned by --bundle-sha256 and every wheel
@@ -9,6 +10,8 @@
 # --config-b64     the agent's TOML configuration, base64 (pass it in the extension's
 #                  *protected* settings). It holds no credentials: the agent authenticates with
 #                  the VM's managed identity.
+# --config-file    the same, from a file already on the VM (e.g. /etc/cotenant/agent.toml
+#                  written by the control plane's bootstrapScript); it is re-owned in place.
 # --debug          keep SSH enabled (debug deployments only; visible in the tenant status).
 # --dry-run        print every action instead of performing it; needs no root and no network.
 # --root DIR       install under DIR instead of / (used with --dry-run by the tests).
@@ -21,11 +24,12 @@ set -Eeuo pipefail
 umask 077
 
 readonly AGENT_USER="cotenant-agent"
-readonly UNIT_NAME="cotenant-agent.service"
+readonly UNIT_NAME="cotenant-guest-agent.service"
 
 BUNDLE_URL=""
 BUNDLE_SHA256=""
 CONFIG_B64=""
+CONFIG_SRC=""
 DEBUG=0
 DRY_RUN=0
 ROOT=""
@@ -52,6 +56,7 @@ parse_args() {
             --bundle-url) BUNDLE_URL="${2:?--bundle-url needs a value}"; shift 2 ;;
             --bundle-sha256) BUNDLE_SHA256="${2:?--bundle-sha256 needs a value}"; shift 2 ;;
             --config-b64) CONFIG_B64="${2:?--config-b64 needs a value}"; shift 2 ;;
+            --config-file) CONFIG_SRC="${2:?--config-file needs a value}"; shift 2 ;;
             --debug) DEBUG=1; shift ;;
             --dry-run) DRY_RUN=1; shift ;;
             --root) ROOT="${2:?--root needs a value}"; shift 2 ;;
@@ -61,7 +66,10 @@ parse_args() {
     done
     [[ "$BUNDLE_URL" == https://* ]] || die "--bundle-url must be an https URL"
     [[ "$BUNDLE_SHA256" =~ ^[0-9a-f]{64}$ ]] || die "--bundle-sha256 must be 64 lowercase hex digits"
-    [[ -n "$CONFIG_B64" ]] || die "--config-b64 is required"
+    if [[ -n "$CONFIG_B64" && -n "$CONFIG_SRC" ]]; then
+        die "give --config-b64 or --config-file, not both"
+    fi
+    [[ -n "$CONFIG_B64" || -n "$CONFIG_SRC" ]] || die "--config-b64 or --config-file is required"
     if [[ "$DRY_RUN" -eq 0 && "$(id -u)" -ne 0 ]]; then
         die "must run as root (or use --dry-run)"
     fi
@@ -73,7 +81,7 @@ parse_args() {
 readonly_paths() {
     PREFIX="/opt/cotenant-agent"
     VENV="$PREFIX/venv"
-    CONF_DIR="${ROOT}/etc/cotenant-agent"
+    CONF_DIR="${ROOT}/etc/cotenant"
     CONF_FILE="$CONF_DIR/agent.toml"
     UNIT_FILE="${ROOT}/etc/systemd/system/$UNIT_NAME"
 }
@@ -135,12 +143,21 @@ write_config() {
     local tmp
     run install -d -m 0750 -o root -g "$AGENT_USER" "$CONF_DIR"
     if [[ "$DRY_RUN" -eq 1 ]]; then
-        printf 'DRY-RUN: decode --config-b64 (%d chars) into %s (0640 root:%s)\n' \
-            "${#CONFIG_B64}" "$CONF_FILE" "$AGENT_USER"
+        if [[ -n "$CONFIG_SRC" ]]; then
+            printf 'DRY-RUN: install %s as %s (0640 root:%s)\n' "$CONFIG_SRC" "$CONF_FILE" "$AGENT_USER"
+        else
+            printf 'DRY-RUN: decode --config-b64 (%d chars) into %s (0640 root:%s)\n' \
+                "${#CONFIG_B64}" "$CONF_FILE" "$AGENT_USER"
+        fi
         return
     fi
     tmp="$(mktemp "$CONF_DIR/.agent.toml.XXXXXX")"
-    printf '%s' "$CONFIG_B64" | base64 --decode >"$tmp" || { rm -f -- "$tmp"; die "--config-b64 is not base64"; }
+    if [[ -n "$CONFIG_SRC" ]]; then
+        cat -- "$CONFIG_SRC" >"$tmp" || { rm -f -- "$tmp"; die "cannot read $CONFIG_SRC"; }
+    else
+        printf '%s' "$CONFIG_B64" | base64 --decode >"$tmp" \
+            || { rm -f -- "$tmp"; die "--config-b64 is not base64"; }
+    fi
     chown "root:$AGENT_USER" "$tmp"
     chmod 0640 "$tmp"
     mv -f -- "$tmp" "$CONF_FILE"

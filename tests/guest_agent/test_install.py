@@ -12,7 +12,7 @@ import pytest
 
 INSTALL = Path(__file__).resolve().parents[2] / "guest_agent" / "install"
 BOOTSTRAP = INSTALL / "bootstrap.sh"
-UNIT = INSTALL / "cotenant-agent.service"
+UNIT = INSTALL / "cotenant-guest-agent.service"
 SHA = "ab" * 32
 CONFIG = 'tenant = "acme"\nparty = "contoso"\n# marker-5f1e\n'
 
@@ -52,7 +52,7 @@ def test_dry_run_plans_a_locked_down_install(tmp_path: Path) -> None:
     assert "git clone" not in plan and "git+" not in plan
     assert "--proto =https" in plan
     # The hardened unit is installed and started.
-    assert "systemctl enable --now cotenant-agent.service" in plan
+    assert "systemctl enable --now cotenant-guest-agent.service" in plan
     # The configuration's content is never echoed; the dry run touches nothing.
     assert "marker-5f1e" not in plan + result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -71,6 +71,8 @@ def test_debug_keeps_ssh_and_says_so(tmp_path: Path) -> None:
     (["--bundle-url", "https://x/b.tgz", "--bundle-sha256", "abc", "--config-b64", "eA=="],
      "64 lowercase hex"),
     (["--bundle-url", "https://x/b.tgz", "--bundle-sha256", SHA], "--config-b64"),
+    (["--bundle-url", "https://x/b.tgz", "--bundle-sha256", SHA, "--config-b64", "eA==",
+      "--config-file", "/etc/cotenant/agent.toml"], "not both"),
     (["--bogus"], "unknown argument"),
 ])
 def test_bad_arguments_fail_clearly(tmp_path: Path, args: list[str], message: str) -> None:
@@ -100,6 +102,14 @@ def test_unit_is_hardened() -> None:
         assert service.get(key) == value, key
     exec_start = service["ExecStart"]
     assert exec_start.startswith("/opt/cotenant-agent/venv/bin/python -m guest_agent run")
-    assert "/etc/cotenant-agent/agent.toml" in exec_start
+    assert "/etc/cotenant/agent.toml" in exec_start
     bootstrap = BOOTSTRAP.read_text()
-    assert 'PREFIX="/opt/cotenant-agent"' in bootstrap and "/etc/cotenant-agent" in bootstrap
+    assert 'PREFIX="/opt/cotenant-agent"' in bootstrap and "/etc/cotenant" in bootstrap
+
+
+def test_config_file_form_for_the_control_plane_bootstrap(tmp_path: Path) -> None:
+    result = _bootstrap("--dry-run", "--bundle-url", "https://x/b.tgz", "--bundle-sha256", SHA,
+                        "--config-file", "/etc/cotenant/agent.toml", root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "install /etc/cotenant/agent.toml as" in result.stdout
+    assert "(0640 root:cotenant-agent)" in result.stdout
