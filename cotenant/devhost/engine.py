@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -37,6 +38,8 @@ from .store import ACTIVE, TERMINAL, InstanceRecord, Store
 
 log = logging.getLogger("cotenant.devhost")
 _OOP_LABEL = "\n\n$OutOfProcData$:"
+_MIN_BATCH_WAIT = 0.002
+_MAX_BATCH_WAIT = 0.05
 
 
 class EngineError(Exception):
@@ -52,6 +55,7 @@ class Stats:
     episodes: int = 0
     replayed_events: int = 0
     activities: int = 0
+    replay_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Live:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     draining: bool = False
     timer_handles: dict[int, int] = field(default_factory=dict)
+    in_flight: int = 0  # activities running for this instance
+    replay_seconds: float = 0.0  # what the last episode's replay cost
 
     @property
     def eng(self) -> dict[str, Any]:
@@ -299,6 +305,10 @@ class Engine:
     async def _drain(self, live: Live) -> None:
         try:
             while live.inbox and self._lives.get(live.record.instance_id) is live:
+                if live.in_flight and live.replay_seconds > _MIN_BATCH_WAIT:
+                    # More completions are coming: gather them for about as long as a replay
+                    # costs, so a fan-out replays its growing history a few times, not n.
+                    await asyncio.sleep(min(live.replay_seconds, _MAX_BATCH_WAIT))
                 async with live.lock:
                     if live.record.runtime_status in TERMINAL:
                         live.inbox.clear()
@@ -357,6 +367,7 @@ class Engine:
         })
         self.stats.episodes += 1
         self.stats.replayed_events += len(history)
+        started = time.perf_counter()
         try:
             return json.loads(fn.code(context)), None
         except Exception as exc:
@@ -365,6 +376,9 @@ class Engine:
                 message, _, state = text.partition(_OOP_LABEL)
                 return json.loads(state), message
             return {}, f"{type(exc).__name__}: {text}"
+        finally:
+            live.replay_seconds = time.perf_counter() - started
+            self.stats.replay_seconds += live.replay_seconds
 
     async def _episode(self, live: Live, batch: list[tuple[str | None, dict[str, Any]]]) -> bool:
         """Run one episode; returns True when the instance reached a terminal state."""
@@ -547,7 +561,11 @@ class Engine:
     async def _run_activity(self, live: Live, seq: int, name: str,
                             input_text: str | None) -> None:
         execution = live.record.execution
-        outcome = await self.activities.run(name, input_text)
+        live.in_flight += 1
+        try:
+            outcome = await self.activities.run(name, input_text)
+        finally:
+            live.in_flight -= 1
         self.stats.activities += 1
         if not self._current(live, execution):
             return

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from azure.durable_functions.models.utils import http_utils
 
+from . import sdk_speedups
 from .activities import ActivityRunner
 from .clock import Clock, TimerService
 from .engine import Engine
@@ -65,6 +66,7 @@ class DevHost:
         config = load_config(self.app_path, overrides=self.settings, keys_file=self.keys_file)
         self.config = config
         apply_environment(config)
+        sdk_speedups.install()
         self.index = load_app(config.app_path)
         self._store = self._make_store(config)
         await self._store.open()

@@ -1,11 +1,12 @@
 """Where instances and their histories live: Azure Table storage (Azurite) or memory.
 
 Table layout (one table per task hub, ``<hub>History``): partition = instance id;
-row ``~instance`` holds the instance document; rows ``h00000000``… hold the current
-execution's history events; rows ``~inbox:<key>`` hold events received but not yet
-delivered to an episode (raised events, sub-orchestration results). Every commit ends with
-a transaction on the partition that writes the instance row, so the instance row is the
-commit point: history rows past its ``history_len`` are ignored on load.
+row ``~instance`` holds the instance document; rows ``h<first event index>.<part>`` hold
+the current execution's history, one segment (the events an episode appended, as one JSON
+array split over rows and properties) per commit; rows ``~inbox:<key>`` hold events
+received but not yet delivered to an episode (raised events, sub-orchestration results).
+Every commit ends with a transaction on the partition that writes the instance row, so the
+instance row is the commit point: history past its ``history_len`` is ignored on load.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ TERMINAL = ("Completed", "Failed", "Terminated")
 ACTIVE = ("Pending", "Running")
 _CHUNK = 30_000  # characters per string property (Azure Tables: 64 KiB UTF-16)
 _BATCH = 100  # operations per entity-group transaction
+_ROW_CHARS = 12 * _CHUNK  # history characters per row (entities hold at most 1 MiB)
+_BATCH_CHARS = 3_000_000  # per transaction (the service accepts 4 MiB)
 INSTANCE_ROW = "~instance"
+HISTORY_PREFIX = "h"
 INBOX_PREFIX = "~inbox:"
 
 
@@ -136,8 +140,18 @@ def _unchunk(entity: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _history_key(index: int) -> str:
-    return f"h{index:08d}"
+def _batches(ops: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Entity-group transactions: at most 100 operations and about 3 MB each, in order."""
+    batches: list[list[tuple[str, dict[str, Any]]]] = [[]]
+    size = 0
+    for op in ops:
+        weight = sum(len(v) for v in op[1].values() if isinstance(v, str))
+        if len(batches[-1]) >= _BATCH or (batches[-1] and size + weight > _BATCH_CHARS):
+            batches.append([])
+            size = 0
+        batches[-1].append(op)
+        size += weight
+    return batches
 
 
 class TableStore:
@@ -161,7 +175,7 @@ class TableStore:
         except ResourceNotFoundError:
             return None
         record = InstanceRecord.from_json(_unchunk(row))
-        history: list[dict[str, Any]] = []
+        parts: dict[str, tuple[int, str]] = {}
         inbox: list[tuple[str, dict[str, Any]]] = []
         query = self._client.query_entities(
             "PartitionKey eq @pk", parameters={"pk": instance_id})
@@ -169,10 +183,18 @@ class TableStore:
             key = entity["RowKey"]
             if key.startswith(INBOX_PREFIX):
                 inbox.append((key[len(INBOX_PREFIX):], json.loads(_unchunk(entity))))
-            elif key.startswith("h") and int(key[1:]) < record.history_len:
-                history.append(json.loads(_unchunk(entity)))
+            elif key.startswith(HISTORY_PREFIX):
+                parts[key] = (int(entity.get("Parts", 1)), _unchunk(entity))
+        history: list[dict[str, Any]] = []
+        segments: dict[str, list[tuple[int, str]]] = {}
+        for key in sorted(parts):
+            segments.setdefault(key.split(".")[0], []).append(parts[key])
+        for segment in sorted(segments):
+            pieces = segments[segment]
+            # A crash mid-commit can leave stale parts beyond the segment's own count.
+            history.extend(json.loads("".join(text for _, text in pieces[: pieces[0][0]])))
         inbox.sort(key=lambda item: item[0])
-        return Loaded(record, history, inbox)
+        return Loaded(record, history[: record.history_len], inbox)
 
     async def records(self) -> list[InstanceRecord]:
         query = self._client.query_entities("RowKey eq @rk", parameters={"rk": INSTANCE_ROW})
@@ -191,25 +213,34 @@ class TableStore:
 
     async def commit(self, record: InstanceRecord, new_events: list[dict[str, Any]],
                      consumed: list[str], *, reset_from: int | None = None) -> None:
+        """Append one segment of history rows and write the instance row (the commit point)."""
         pk = record.instance_id
         ops: list[tuple[str, dict[str, Any]]] = []
         if reset_from is not None:
-            ops += [("delete", {"PartitionKey": pk, "RowKey": _history_key(i)})
-                    for i in range(len(new_events), reset_from)]
-        start = record.history_len - len(new_events)
-        ops += [("upsert", {"PartitionKey": pk, "RowKey": _history_key(start + i),
-                            **_chunks(json.dumps(e))}) for i, e in enumerate(new_events)]
-        # The instance row goes last: once it is written, the commit is visible.
-        tail: list[tuple[str, dict[str, Any]]] = [
-            ("delete", {"PartitionKey": pk, "RowKey": INBOX_PREFIX + k}) for k in consumed]
-        tail.append(("upsert", {"PartitionKey": pk, "RowKey": INSTANCE_ROW,
-                                "RuntimeStatus": record.runtime_status, "Name": record.name,
-                                **_chunks(record.to_json())}))
+            ops += [("delete", {"PartitionKey": pk, "RowKey": key})
+                    for key in await self._history_keys(pk)]
+        if new_events:
+            start = record.history_len - len(new_events)
+            text = json.dumps(new_events, separators=(",", ":"))
+            pieces = [text[i:i + _ROW_CHARS] for i in range(0, len(text), _ROW_CHARS)]
+            ops += [("upsert", {"PartitionKey": pk,
+                                "RowKey": f"{HISTORY_PREFIX}{start:08d}.{n:04d}",
+                                "Parts": len(pieces), **_chunks(piece)})
+                    for n, piece in enumerate(pieces)]
+        ops += [("delete", {"PartitionKey": pk, "RowKey": INBOX_PREFIX + k}) for k in consumed]
+        ops.append(("upsert", {"PartitionKey": pk, "RowKey": INSTANCE_ROW,
+                               "RuntimeStatus": record.runtime_status, "Name": record.name,
+                               **_chunks(record.to_json())}))
         async with self._locks.setdefault(pk, asyncio.Lock()):
-            while len(ops) + len(tail) > _BATCH:
-                chunk, ops = ops[:_BATCH], ops[_BATCH:]
-                await self._submit(chunk)
-            await self._submit(ops + tail)
+            for batch in _batches(ops):
+                await self._submit(batch)
+
+    async def _history_keys(self, pk: str) -> list[str]:
+        query = self._client.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": pk, "lo": HISTORY_PREFIX, "hi": HISTORY_PREFIX + "~"},
+            select=["RowKey"])
+        return [e["RowKey"] async for e in query]
 
     async def _submit(self, ops: list[tuple[str, dict[str, Any]]]) -> None:
         if not ops:
