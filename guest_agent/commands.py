@@ -24,7 +24,7 @@ from azure.storage.queue import QueueClient
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from guest_agent.config import KeyRef, Nonce
-from guest_agent.queues import decode_json
+from guest_agent.queues import decode_json, first_problem
 
 log = logging.getLogger("guest_agent.commands")
 COMMAND_SCHEMA_VERSION = 1
@@ -49,9 +49,7 @@ def parse_command(content: str | bytes) -> Command:
     try:
         return Command.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"invalid command: {where}: {first['msg']}") from None
+        raise ValueError(f"invalid command: {first_problem(exc)}") from None
 
 
 class CommandLoop:

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from pydantic import ValidationError
 
 from guest_agent.config import Queues
 from guest_agent.imds import ImdsClient, ImdsCredential
@@ -47,3 +48,9 @@ def decode_json(content: str | bytes, *, limit: int = 64 * 1024) -> dict[str, An
     if not isinstance(data, dict):
         raise ValueError("message is not a JSON object")
     return data
+
+
+def first_problem(exc: ValidationError) -> str:
+    """``<field path>: <message>`` of a validation error's first problem (one line)."""
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from guest_agent.queues import decode_json
+from guest_agent.queues import decode_json, first_problem
 
 REPORT_SCHEMA_VERSION = 1
 # Azure Storage queue messages are at most 64 KiB; base64 adds a third.
@@ -105,10 +105,12 @@ def decode_message(content: str | bytes) -> Report:
     try:
         return Report.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ReportError(f"invalid report: {where}: {first['msg']}") from None
+        raise ReportError(f"invalid report: {first_problem(exc)}") from None
 
 
 def json_schema() -> dict:
-    return Report.model_json_schema()
+    """The published JSON schema (``schema_version`` is required on the wire)."""
+    schema = Report.model_json_schema()
+    schema["required"] = ["schema_version", *schema.get("required", [])]
+    schema["$id"] = f"https://cotenant.dev/schemas/guest-report/v{REPORT_SCHEMA_VERSION}.json"
+    return schema

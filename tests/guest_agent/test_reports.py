@@ -68,3 +68,10 @@ def test_reports_stay_under_the_queue_limit() -> None:
     assert len(base64.b64encode(big_token.to_json().encode())) < MAX_MESSAGE_BYTES
     with pytest.raises(ValueError):
         make_report(**BASE, event="attested", token="t" * 60_000)
+
+
+def test_schema_requires_the_version_on_the_wire() -> None:
+    document = json.loads(make_report(**BASE, event="heartbeat").to_json())
+    del document["schema_version"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, json_schema())
