@@ -36,5 +36,8 @@ def lab_scenario(lab: RunningLab, azurite: Azurite) -> Iterator[LabScenario]:  #
         agents = {}
         for party, allowed in GRANTS.items():
             client_id = world.identity(party, allowed)
-            agents[party] = world.vm(party, "confidential", client_id, allowed)
+            probes = [{"vault_url": world.vaults[p], "name": world.keys[p]}
+                      for p in world.vaults if p not in allowed]
+            agents[party] = world.vm(party, "confidential", client_id, allowed,
+                                     isolation_probes=probes)
         yield LabScenario(lab, world, agents)

@@ -134,10 +134,6 @@ def test_contoso_page_shows_its_own_key_and_no_analytics(scenario: dict[str, str
 
 
 def test_isolation_check_shows_key_vaults_refusal(scenario: dict[str, str]) -> None:
-    from guest_agent.client import AgentClient
-
-    if not hasattr(AgentClient, "isolation_check"):
-        pytest.xfail("the guest agent has no isolation check API yet (requested)")
     with chromium() as driver:
         driver.get(scenario["contoso"] + "/")
         driver.find_element(By.ID, "isolation-run").click()
@@ -145,4 +141,5 @@ def test_isolation_check_shows_key_vaults_refusal(scenario: dict[str, str]) -> N
                            lambda t: t and not t.startswith("asking"), 60)
         assert status.startswith("Isolated: Key Vault refused"), status
         rows = _rows(driver, "isolation-table")
-        assert rows and all(row[2] == "refused" and "403" in row[3] for row in rows)
+        assert sorted(row[1] for row in rows) == ["fabrikam-secret-key", "woodgrove-secret-key"]
+        assert all(row[2] == "refused" and row[3].startswith("403 ") for row in rows), rows

@@ -95,10 +95,18 @@ async function runIsolation() {
       result.results.map((r) => [r.vault, r.name, r.released ? "RELEASED" : "refused",
         [r.status, r.code, r.message].filter((x) => x !== undefined && x !== null).join(" ")]));
     const leaked = result.results.some((r) => r.released);
-    setStatus("isolation-status",
-      leaked ? "ISOLATION BROKEN: another party's key was released to this VM"
-             : "Isolated: Key Vault refused every other party's key",
-      leaked ? "bad" : "ok");
+    const unanswered = result.results.some((r) => !r.released && r.status !== 403);
+    if (result.results.length === 0) {
+      setStatus("isolation-status",
+        "No other party's key is withheld from this VM (its grants cover every key it needs)",
+        "ok");
+    } else if (leaked) {
+      setStatus("isolation-status", "ISOLATION BROKEN: another party's key was released to this VM", "bad");
+    } else if (unanswered) {
+      setStatus("isolation-status", "Inconclusive: a vault did not answer with a refusal", "pending");
+    } else {
+      setStatus("isolation-status", "Isolated: Key Vault refused every other party's key", "ok");
+    }
   } catch (error) {
     setStatus("isolation-status", "Isolation check failed: " + error.message, "bad");
   }
