@@ -18,6 +18,7 @@ from cotenant.lab.supervisor import (
     LabStartError,
     RunningLab,
     pid_alive,
+    port_free,
     running_client,
     stop_process_group,
 )
@@ -64,12 +65,15 @@ def serve(
 
 def _start_azurite(directory: Path) -> Azurite:
     record = directory / _AZURITE_FILE
+    ports: dict[str, int] = {}
     if record.exists():
         saved = json.loads(record.read_text())
         if pid_alive(saved["pid"]):
             return Azurite(location=Path(saved["location"]), blob_port=saved["blob_port"],
                            queue_port=saved["queue_port"], table_port=saved["table_port"])
-    azurite = start_azurite(directory / "azurite")
+        ports = {k: saved[k] for k in ("blob_port", "queue_port", "table_port")
+                 if port_free(saved[k])}
+    azurite = start_azurite(directory / "azurite", **ports)
     assert azurite.process is not None
     record.write_text(json.dumps({
         "pid": azurite.process.pid, "location": str(azurite.location),
@@ -123,11 +127,10 @@ def down(directory: Path = DirOption) -> None:
     if client is not None:
         stop_process_group(client.endpoints.pid)
     record = directory / _AZURITE_FILE
-    if record.exists():
+    if record.exists():  # kept: the next `up` reuses Azurite's ports
         pid = json.loads(record.read_text())["pid"]
         if pid_alive(pid):
             stop_process_group(pid)
-        record.unlink()
     typer.echo("lab stopped")
 
 

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import re
+import threading
 import time
 import tomllib
 from typing import Any
@@ -327,6 +328,14 @@ class ResourceManager:
     # -- background ------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = loop.create_task(self._run())
+        threading.Thread(target=self._warm, name="bicep-warmup", daemon=True).start()
+
+    @staticmethod
+    def _warm() -> None:
+        """Parse every module once in the background (pycep is slow; results are cached)."""
+        for module in MODULES:
+            with contextlib.suppress(BicepParseError):
+                declared_parameters(module_path(module))
 
     def stop(self) -> None:
         if self._task is not None:

@@ -196,8 +196,8 @@ class Lab:
             if any(t.done() for t in tasks):
                 break
             await asyncio.sleep(0.02)
+        await loop.run_in_executor(None, self.vms.resume)  # VMs that were running boot again
         self.endpoints.save(self.directory)
-        await loop.run_in_executor(None, self.vms.resume)
         self.manager.start(loop)
         try:
             await asyncio.gather(*tasks)

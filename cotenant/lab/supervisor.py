@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,15 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
     return True
 
 
@@ -86,9 +96,7 @@ class RunningLab:
 
     def start(self, timeout: float = 60.0) -> RunningLab:
         self.directory.mkdir(parents=True, exist_ok=True)
-        endpoints = self.directory / ENDPOINTS_FILE
-        with contextlib.suppress(FileNotFoundError):
-            endpoints.unlink()
+        endpoints = self.directory / ENDPOINTS_FILE  # a stale file names another pid
         log = open(self.directory / "lab.log", "ab")  # noqa: SIM115 - owned by the process
         env = {k: v for k, v in os.environ.items()
                if k not in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
