@@ -90,6 +90,16 @@ class Live:
         return seq
 
 
+_FORBIDDEN = set("/\\#?")
+
+
+def check_instance_id(iid: str) -> None:
+    """Instance ids are table keys and URL segments: at most 100 printable characters."""
+    if not iid or len(iid) > 100 or any(c in _FORBIDDEN or not c.isprintable() for c in iid):
+        raise EngineError(400, "instance ids are 1-100 printable characters without "
+                          "'/', '\\', '#' or '?'")
+
+
 def _fresh_engine_state() -> dict[str, Any]:
     return {"next_seq": 0, "retry": {}, "retry_timers": {}, "timers": {}}
 
@@ -135,6 +145,7 @@ class Engine:
             raise EngineError(400, f"The function '{name}' doesn't exist, is disabled, or is "
                               "not an orchestrator function.")
         iid = instance_id or uuid.uuid4().hex
+        check_instance_id(iid)
         existing = await self._live(iid)
         if existing is not None:
             async with existing.lock:

@@ -12,6 +12,7 @@ from azure.durable_functions.models.utils import http_utils
 
 from . import sdk_speedups
 from .activities import ActivityRunner
+from .admin import AdminApi
 from .clock import Clock, TimerService
 from .engine import Engine
 from .http_triggers import HttpTriggers, call_function, index_http
@@ -81,6 +82,7 @@ class DevHost:
         app = web.Application(middlewares=[self.management.middleware],
                               client_max_size=100 * 1024 * 1024)
         app.add_routes(self.management.routes())
+        app.add_routes(AdminApi(self.index, config.keys, self.invoke).routes())
         app.router.add_route("*", "/{tail:.*}", http.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
+from cotenant.devhost.engine import EngineError
 from cotenant.devhost.testing import DevHostHarness
+
+from .conftest import Journal
 
 
 def _poll(url: str, until: str, timeout: float = 15) -> dict:
@@ -136,3 +140,22 @@ def test_function_exception_is_500_without_details(host: DevHostHarness) -> None
     assert "Traceback" not in response.text
     assert response.json()["error"]["message"] == "Exception while executing function: " \
                                                   "Functions.boom"
+
+
+def test_invalid_instance_id_is_rejected(host: DevHostHarness) -> None:
+    with pytest.raises(EngineError, match="instance ids"):
+        host.start_orchestration("hello_sequence", instance_id="a/b")
+    assert host.start_orchestration("hello_sequence", ["z"], instance_id="tenant-1") == "tenant-1"
+
+
+def test_admin_endpoints_need_the_master_key(host: DevHostHarness, journal: Journal) -> None:
+    assert host.http("GET", "/admin/host/status").status_code == 401
+    ok = host.http("GET", "/admin/host/status", headers={"x-functions-key": host.master_key})
+    assert ok.json()["state"] == "Running"
+    run = host.http("POST", "/admin/functions/on_message", json={"input": "manual"},
+                    headers={"x-functions-key": host.master_key})
+    assert run.status_code == 202
+    assert journal.count("queue:manual:1") == 1
+    wrong = host.http("POST", "/admin/functions/say_hello", json={"input": "x"},
+                      headers={"x-functions-key": host.master_key})
+    assert wrong.status_code == 400
