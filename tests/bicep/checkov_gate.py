@@ -8,6 +8,7 @@ Fails on a finding the baseline does not list, on a baseline entry that matches 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ def run_checkov(directory: Path = BICEP, checkov: Path = CHECKOV) -> dict:
         [str(checkov), "--framework", "bicep", "-d", str(directory), "-o", "json",
          "--soft-fail", "--skip-download"],
         capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"},  # offline, deterministic
     )
     if completed.returncode != 0:
         raise RuntimeError(f"checkov failed ({completed.returncode}): {completed.stderr[-2000:]}")
