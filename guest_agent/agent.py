@@ -19,12 +19,13 @@ from guest_agent.queues import queue_client
 from guest_agent.release import KeyReleaser, ReleaseDenied, ReleaseFailed, load_trust_anchors
 from guest_agent.reporter import Reporter
 from guest_agent.reports import make_report
-from guest_agent.retry import TransientError
+from guest_agent.retry import Backoff, TransientError
 from guest_agent.tee import Tee
 from guest_agent.unwrap import DataKeyUnwrapper
 
 log = logging.getLogger("guest_agent")
 TOKEN_MAX_AGE_SECONDS = 3600.0
+ATTEST_ATTEMPTS = 3
 _HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -44,6 +45,7 @@ class Agent:
     imds: ImdsClient
     releaser: KeyReleaser
     commands: CommandLoop | None = None
+    attest_backoff: Backoff = field(default_factory=lambda: Backoff(base_seconds=1.0))
     keys: KeyStore = field(init=False)
     tee: Tee = field(init=False)
     unwrapper: DataKeyUnwrapper = field(init=False)
@@ -96,13 +98,18 @@ class Agent:
 
     # --- attestation and release --------------------------------------------------------
     def attest(self, ctx: Context) -> bool:
-        try:
-            token = self.tee.attest(ctx.nonce)
-        except (AttestationError, TransientError) as exc:
-            log.error("attestation failed: %s", exc)
-            self.report(ctx, "failed", error=f"attestation failed: {exc}",
-                        error_code="attestation")
-            return False
+        """Attest (a few attempts: the service may be briefly unreachable) and report."""
+        for attempt in range(ATTEST_ATTEMPTS):
+            try:
+                token = self.tee.attest(ctx.nonce)
+                break
+            except (AttestationError, TransientError) as exc:
+                log.warning("attestation attempt %d failed: %s", attempt + 1, exc)
+                if attempt + 1 == ATTEST_ATTEMPTS:
+                    self.report(ctx, "failed", error=f"attestation failed: {exc}",
+                                error_code="attestation")
+                    return False
+                self._stop.wait(self.attest_backoff.delay(attempt))
         log.info("attested (nonce %s…)", ctx.nonce[:8])
         self.report(ctx, "attested", token=token)
         return True

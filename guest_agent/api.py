@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cotenant.crypto.envelope import open_sealed
 from cotenant.crypto.errors import CryptoError
 from guest_agent.backends import AttestationError
+from guest_agent.imds import IdentityError
 from guest_agent.jwk import private_jwk
 from guest_agent.release import ReleaseDenied, ReleaseFailed
 from guest_agent.retry import TransientError
@@ -265,7 +266,8 @@ def build_app(agent: Agent) -> Starlette:
         return _error(403, "ReleaseFailed", str(exc))
 
     async def on_attestation(_: Request, exc: Exception) -> Response:
-        return _error(503, "AttestationFailed", str(exc))
+        code = "IdentityUnavailable" if isinstance(exc, IdentityError) else "AttestationFailed"
+        return _error(503, code, str(exc))
 
     async def on_unexpected(_: Request, exc: Exception) -> Response:
         log.error("local API error: %s", exc.__class__.__name__)
@@ -297,6 +299,7 @@ def build_app(agent: Agent) -> Starlette:
             ReleaseFailed: on_release,
             AttestationError: on_attestation,
             TransientError: on_attestation,
+            IdentityError: on_attestation,
             Exception: on_unexpected,
         },
     )

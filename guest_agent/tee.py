@@ -51,7 +51,7 @@ class Tee:
         """What the local API shows about the current attestation (no token)."""
         if self._token is None:
             return {"attested": False}
-        return {"attested": True, "nonce": self._nonce, "attested_at": self._attested_at}
+        return {"attested": True, "attested_at": self._attested_at}
 
     def claims(self) -> dict[str, Any]:
         """The current token's claims, decoded without verification (display only: the

@@ -10,15 +10,36 @@ from collections.abc import Iterator
 from typing import Any
 
 from azure.storage.queue import QueueClient
+from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding
 
 from cotenant.azurite import Azurite, free_port
 from guest_agent.agent import Agent
+from guest_agent.backends import AttestationError
 from guest_agent.config import AgentConfig, parse_config
 from guest_agent.reports import Report, decode_message
 from guest_agent.server import make_server
 
 VAULT = "https://contoso-kv.vault.azure.net"
 PARTNER_VAULT = "https://fabrikam-kv.vault.azure.net"
+
+
+class SealedTee:
+    """A TEE stand-in that cannot attest (the outermost edge); counts the attempts."""
+
+    name = "sealed"
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def attest(self, nonce: str) -> str:
+        self.attempts += 1
+        raise AttestationError("no TEE in this test")
+
+    def decrypt(self, ciphertext: bytes, padding: AsymmetricPadding) -> bytes:
+        raise AttestationError("no TEE in this test")
+
+    def close(self) -> None:
+        pass
 
 
 def unique(prefix: str) -> str:

@@ -1,7 +1,7 @@
 """The local API's boundaries, against a real served agent (before any key is released).
 
-The TEE is the outermost edge: ``SealedTee`` refuses to attest, so nothing here can depend on
-key material; the lab-backed tests exercise the released path.
+The TEE is the outermost edge: ``SealedTee`` (helpers) refuses to attest, so nothing here can
+depend on key material; the lab-backed tests exercise the released path.
 """
 
 from __future__ import annotations
@@ -12,28 +12,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding
 
 from cotenant.azurite import Azurite
 from guest_agent.agent import Agent
-from guest_agent.backends import AttestationError
 from guest_agent.client import AgentClient, AgentError
-from tests.guest_agent.helpers import VAULT, make_config, served
+from guest_agent.retry import Backoff
+from tests.guest_agent.helpers import VAULT, SealedTee, drain_reports, make_config, served
 
 pytestmark = pytest.mark.azurite
-
-
-class SealedTee:
-    name = "sealed"
-
-    def attest(self, nonce: str) -> str:
-        raise AttestationError("no TEE in this test")
-
-    def decrypt(self, ciphertext: bytes, padding: AsymmetricPadding) -> bytes:
-        raise AttestationError("no TEE in this test")
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +106,17 @@ def test_foreign_host_names_are_refused(api: tuple[Agent, str]) -> None:
         assert rebinding.status_code == 400
         assert rebinding.json()["error"]["code"] == "InvalidHost"
         assert http.get("/status", headers={"Host": "localhost:1234"}).status_code == 200
+
+
+def test_failed_startup_attestation_is_retried_then_reported(azurite: Azurite) -> None:
+    tee = SealedTee()
+    agent = Agent.from_config(make_config(azurite), backend=tee)
+    agent.attest_backoff = Backoff(base_seconds=0.01, cap_seconds=0.02)
+    try:
+        agent.bootstrap()
+        reports = drain_reports(agent.config)
+    finally:
+        agent.close()
+    assert tee.attempts == 3
+    assert [(r.event, r.error_code) for r in reports] == [("failed", "attestation")]
+    assert "no TEE" in (reports[0].error or "")
