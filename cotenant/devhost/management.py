@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -248,6 +248,7 @@ def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return h.parse_iso(text.replace(" ", "+"))
+        moment = h.parse_iso(text.replace(" ", "+"))
     except ValueError as exc:
         raise EngineError(400, f"invalid time {text!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -159,3 +159,14 @@ def test_admin_endpoints_need_the_master_key(host: DevHostHarness, journal: Jour
     wrong = host.http("POST", "/admin/functions/say_hello", json={"input": "x"},
                       headers={"x-functions-key": host.master_key})
     assert wrong.status_code == 400
+
+
+def test_sdk_client_lists_and_purges_by_status(host: DevHostHarness) -> None:
+    done = host.start_orchestration("hello_sequence", ["a"])
+    host.wait(done)
+    running = host.start_orchestration("waits_forever")
+    host.wait_for_status(running, "Running")
+    listed = host.http("GET", "/api/instances").json()
+    assert done in listed and running not in listed
+    assert host.http("DELETE", "/api/instances").json() == {"deleted": 1}
+    assert host.status(done) is None and host.status(running) is not None

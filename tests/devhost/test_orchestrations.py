@@ -156,3 +156,13 @@ def test_non_determinism_is_detected(host: DevHostHarness) -> None:
 def test_history_event_types_match_the_protocol() -> None:
     assert EventType.TASK_SCHEDULED == 4 and EventType.TIMER_FIRED == 11
     assert EventType.EVENT_RAISED == 15 and EventType.CONTINUE_AS_NEW == 16
+
+
+def test_sub_orchestration_with_retry(host: DevHostHarness, journal: Journal) -> None:
+    status = host.wait(host.start_orchestration("parent_with_retry",
+                                                {"key": "sub", "succeed_on": 2}))
+    assert status.runtime_status == "Completed", status.output
+    assert status.output == "ok after 2"
+    created = _events(status, "SubOrchestrationInstanceCreated")
+    assert [e["EventId"] for e in created] == [0, 2]  # attempt, retry timer (1), attempt
+    assert journal.count("flaky:sub") == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import azure.durable_functions as df
@@ -123,6 +123,19 @@ def parent(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def flaky_child(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("flaky", context.get_input()))
+
+
+@app.orchestration_trigger(context_name="context")
+def parent_with_retry(context: df.DurableOrchestrationContext):
+    options = df.RetryOptions(first_retry_interval_in_milliseconds=20, max_number_of_attempts=3)
+    result = yield context.call_sub_orchestrator_with_retry("flaky_child", options,
+                                                            context.get_input())
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
 def counter(context: df.DurableOrchestrationContext):
     value = context.get_input() or 0
     context.set_custom_status({"value": value})
@@ -191,6 +204,20 @@ async def http_raise(req: func.HttpRequest, client: df.DurableOrchestrationClien
     await client.raise_event(req.route_params["instance_id"], req.route_params["event"],
                              req.get_json())
     return func.HttpResponse(status_code=202)
+
+
+@app.route(route="instances", methods=["GET", "DELETE"])
+@app.durable_client_input(client_name="client")
+async def http_instances(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    """Lists (GET) or purges (DELETE) completed instances through the SDK's client."""
+    completed = [df.OrchestrationRuntimeStatus.Completed]
+    if req.method == "DELETE":
+        result = await client.purge_instance_history_by(
+            created_time_from=datetime(2000, 1, 1, tzinfo=UTC), runtime_status=completed)
+        return func.HttpResponse(json.dumps({"deleted": result.instances_deleted}))
+    found = await client.get_status_by(runtime_status=completed)
+    return func.HttpResponse(json.dumps(sorted(s.instance_id for s in found)),
+                             mimetype="application/json")
 
 
 @app.route(route="items/{id:int}/{label?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
