@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cotenant.bicep_params import declared_parameters, parse_bicep
+from cotenant.plan import ENCRYPTION_ROLE_ID, OFFICER_ROLE_ID, RELEASE_ROLE_ID
 from tests.bicep.conftest import REPO
 from tests.bicep.template import identifiers_in
 
@@ -41,3 +44,22 @@ def test_secret_looking_parameters_are_secure(path):
     for name, info in declared_parameters(path).items():
         if any(word in name.lower() for word in ("password", "secret", "script")):
             assert info.secure, f"{name} must be @secure()"
+
+
+def test_role_ids_agree_everywhere():
+    tenant = json.loads((REPO / "bicep" / "tenant" / "roles.json").read_text())
+    control = json.loads((REPO / "bicep" / "control-plane" / "roles.json").read_text())
+    expected = {
+        "keyVaultCryptoOfficer": OFFICER_ROLE_ID,
+        "keyVaultCryptoServiceEncryptionUser": ENCRYPTION_ROLE_ID,
+        "keyVaultCryptoServiceReleaseUser": RELEASE_ROLE_ID,
+    }
+    for roles in (tenant, control):
+        assert {k: roles[k] for k in expected} == expected
+    shared = set(tenant) & set(control)
+    assert {k: tenant[k] for k in shared} == {k: control[k] for k in shared}
+    # every role a tenant module assigns is one the control plane may delegate
+    main = (REPO / "bicep" / "control-plane" / "main.bicep").read_text()
+    delegable = main.split("var delegableRoles = [")[1].split("]")[0]
+    assert {line.strip().removeprefix("roles.") for line in delegable.strip().splitlines()} == set(
+        tenant)
