@@ -16,10 +16,12 @@ Routes (JSON in and out; errors ``{"error": {"code", "message"}}``):
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -96,7 +98,8 @@ class AdminApi:
         body = await json_body(request)
         name = require_str(body, "name")
         assert name is not None
-        identity = self.identity.create(name, body.get("resource_group"))
+        identity = await run_in_threadpool(self.identity.create, name,
+                                           body.get("resource_group"))
         return JSONResponse(identity.model_dump())
 
     async def list_identities(self, _request: Request) -> JSONResponse:
@@ -106,8 +109,8 @@ class AdminApi:
         body = await json_body(request)
         name = require_str(body, "name")
         assert name is not None
-        vault = self.vaults.create_vault(
-            name, resource_group=body.get("resource_group"),
+        vault = await run_in_threadpool(
+            self.vaults.create_vault, name, resource_group=body.get("resource_group"),
             location=str(body.get("location", "lab")), rbac=bool(body.get("rbac", True)),
             purge_protection=bool(body.get("purge_protection", True)))
         return JSONResponse({"name": vault.name, "url": vault_url(vault.name),
@@ -175,8 +178,9 @@ class AdminApi:
         if not isinstance(identities, list):
             raise HttpError(400, "InvalidParameter", "identities must be a list of client ids")
         config = body.get("agent_config")
-        vm = self.vms.create(name, kind, identities=[str(i) for i in identities],
-                             agent_config=config if isinstance(config, str) else None)
+        vm = await run_in_threadpool(
+            self.vms.create, name, kind, identities=[str(i) for i in identities],
+            agent_config=config if isinstance(config, str) else None)
         return JSONResponse(vm_json(vm, self.vms))
 
     async def list_vms(self, _request: Request) -> JSONResponse:
@@ -193,11 +197,11 @@ class AdminApi:
 
     async def restart_vm(self, request: Request) -> JSONResponse:
         vm = self._vm(request)
-        self.vms.boot(vm.name)
+        await run_in_threadpool(self.vms.boot, vm.name)
         return JSONResponse(vm_json(self.store.read().vms[vm.name], self.vms))
 
     async def delete_vm(self, request: Request) -> JSONResponse:
-        self.vms.delete(self._vm(request).name)
+        await run_in_threadpool(self.vms.delete, self._vm(request).name)
         return JSONResponse({"deleted": request.path_params["name"]})
 
     async def audit(self, request: Request) -> JSONResponse:
@@ -208,8 +212,6 @@ class AdminApi:
         return JSONResponse(records)
 
     async def set_faults(self, request: Request) -> JSONResponse:
-        import json
-
         try:
             raw = json.loads(await request.body() or b"[]")
             rules = [FaultRule.model_validate(r) for r in raw]
