@@ -128,6 +128,8 @@ def test_contoso_page_shows_its_own_key_and_no_analytics(scenario: dict[str, str
         assert keys == "1 of 1 keys released to this VM"
         [row] = _rows(driver, "key-table")
         assert row[1] == "contoso-secret-key" and row[2] == "released"
+        policy = driver.find_element(By.ID, "policies").text  # as Key Vault returned it
+        assert "azure-compliant-cvm" in policy and "sevsnpvm" in policy
         assert not driver.find_element(By.ID, "analytics").is_displayed()
         page = driver.page_source
         assert "Lucas Iyer" not in page and '"d":' not in page

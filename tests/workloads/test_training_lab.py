@@ -73,12 +73,14 @@ def test_cotenant_train_runs_on_a_lab_vm_and_prints_the_report(owner_vm: dict) -
     out = Path(owner_vm["tmp"]) / "model.sealed"
     result = CliRunner().invoke(build_app(), [
         "train", str(owner_vm["sealed"]), "--lab-vm", owner_vm["vm"],
-        "--lab-dir", owner_vm["lab_dir"],
-        "--owner-public-key", str(owner_vm["pem"]), "--model-out", str(out),
+        "--lab-dir", owner_vm["lab_dir"], "--model-out", str(out),
+        # no --owner-public-key: the agent reports the released key's public half
     ])
     assert result.exit_code == 0, result.output
     assert "0.7208" in result.output and "precision" in result.output
     assert read_header(out.open("rb")).key_id == owner_vm["key_id"]
+    with AgentClient(owner_vm["url"]) as agent, out.open("rb") as sealed:
+        assert open_sealed(sealed, agent.unwrap).read().startswith(b"{")  # XGBoost JSON
 
 
 def test_cotenant_train_refuses_a_plaintext_file(owner_vm: dict) -> None:
