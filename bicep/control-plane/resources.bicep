@@ -264,6 +264,15 @@ var appSettings = [
     value: storage.properties.primaryEndpoints.queue
   }
   {
+    // where the guest-access module deploys (the queues' storage account and its group)
+    name: 'COTENANT_STORAGE_ACCOUNT'
+    value: storage.name
+  }
+  {
+    name: 'COTENANT_CONTROL_PLANE_RESOURCE_GROUP'
+    value: resourceGroup().name
+  }
+  {
     name: 'COTENANT_OPERATOR_PRINCIPAL_ID'
     value: identity.properties.principalId
   }

@@ -77,6 +77,7 @@ def test_host_storage_is_identity_based(resources):
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
         "ClientId=identity.properties.clientId;Authorization=AAD")
     assert settings["COTENANT_CLOUD"] == "azure"
+    assert settings["COTENANT_STORAGE_ACCOUNT"] == Ref("storage.name")
     assert settings["COTENANT_CVM_ORCHESTRATOR_OBJECT_ID"] == ORCHESTRATOR_ID
     assert settings["COTENANT_ALLOWED_IP_RANGES"] == Ref("egressIp.properties.ipAddress")
     for name, value in settings.items():
