@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("guest_agent.api")
 MAX_JSON_BODY = 64 * 1024
-STREAM_CHUNK = 64 * 1024
+STREAM_CHUNK = 1024 * 1024
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 
 

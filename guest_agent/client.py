@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-CHUNK = 64 * 1024
+CHUNK = 1024 * 1024
 
 
 class AgentError(RuntimeError):

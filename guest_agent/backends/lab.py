@@ -17,8 +17,11 @@ class LabBackend:
     name = "lab"
 
     def __init__(self, endpoint: str) -> None:
-        from cotenant.lab.vtpm import SoftwareVTPM
-
+        try:
+            from cotenant.lab.vtpm import SoftwareVTPM
+        except ImportError:
+            raise AttestationError(
+                "the lab backend needs cotenant.lab (development installs only)") from None
         try:
             self._vtpm = SoftwareVTPM.from_environment()
         except RuntimeError as exc:
