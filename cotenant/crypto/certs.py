@@ -6,8 +6,9 @@ import datetime as dt
 import functools
 import ipaddress
 import warnings
+from pathlib import Path
 
-import certifi
+import requests.certs
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.verification import PolicyBuilder, Store, Subject, VerificationError
@@ -17,11 +18,11 @@ from cotenant.crypto.errors import CryptoError
 
 @functools.cache
 def system_trust_anchors() -> tuple[x509.Certificate, ...]:
-    """The public roots bundled with certifi (what ``requests`` trusts by default)."""
+    """The public roots ``requests`` trusts by default (its certifi bundle)."""
     with warnings.catch_warnings():
         # A few public roots carry non-positive serial numbers; they are still roots.
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return tuple(x509.load_pem_x509_certificates(certifi.contents().encode("ascii")))
+        return tuple(x509.load_pem_x509_certificates(Path(requests.certs.where()).read_bytes()))
 
 
 def _subject(host: str) -> Subject:
