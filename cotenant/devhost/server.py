@@ -18,7 +18,7 @@ from .engine import Engine
 from .http_triggers import HttpTriggers, call_function, index_http
 from .loader import FunctionIndex, load_app
 from .management import ManagementApi
-from .settings import HostConfig, apply_environment, load_config
+from .settings import HostConfig, apply_environment, load_config, restore_environment
 from .store import MemoryStore, Store, TableStore
 
 log = logging.getLogger("cotenant.devhost")
@@ -54,6 +54,7 @@ class DevHost:
         self._runner: web.AppRunner | None = None
         self._activities: ActivityRunner | None = None
         self._listeners: list[Any] = []
+        self._saved_environment: dict[str, str | None] = {}
 
     @property
     def base_url(self) -> str:
@@ -66,7 +67,7 @@ class DevHost:
     async def start(self) -> None:
         config = load_config(self.app_path, overrides=self.settings, keys_file=self.keys_file)
         self.config = config
-        apply_environment(config)
+        self._saved_environment = apply_environment(config)
         sdk_speedups.install()
         self.index = load_app(config.app_path)
         self._store = self._make_store(config)
@@ -144,3 +145,5 @@ class DevHost:
         # The SDK keeps one aiohttp session per process, bound to the loop that made it.
         await http_utils._close_session()
         http_utils._session_lock = asyncio.Lock()
+        restore_environment(self._saved_environment)
+        self._saved_environment = {}

@@ -181,7 +181,20 @@ def load_config(app_path: str | Path, *, overrides: dict[str, str] | None = None
     return config
 
 
-def apply_environment(config: HostConfig) -> None:
-    """Put the app settings into the environment, as the host does for the worker."""
+def apply_environment(config: HostConfig) -> dict[str, str | None]:
+    """Put the app settings into the environment, as the host does for the worker.
+
+    Returns the previous values, for :func:`restore_environment`.
+    """
+    previous = {key: os.environ.get(key) for key in config.values}
     for key, value in config.values.items():
         os.environ[key] = value
+    return previous
+
+
+def restore_environment(previous: dict[str, str | None]) -> None:
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
