@@ -40,5 +40,6 @@ def agent_config(cloud: Cloud, plan: Plan, party: str, *, nonce: str, instance: 
         "keys": [{"vault_url": cloud.vault_url(p.vault_name), "name": p.app_key_name}
                  for p in plan.parties],
         "queues": queues,
+        "api": {"listen": settings.api_listen},
         "tls": {"ca_bundle": settings.ca_bundle} if settings.ca_bundle else {},
     })

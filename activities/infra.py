@@ -6,7 +6,7 @@ import secrets
 import string
 from typing import Any
 
-from activities.agent import agent_config
+from activities.agent import agent_config, command_queue
 from activities.blueprint import bp
 from activities.common import activity, cloud, failed, plan_of
 from cotenant.cloud.base import Cloud, DeploymentState, ResourceGroupState
@@ -44,6 +44,7 @@ def secure_inputs(target: Cloud, plan: Plan, module: str, party: str | None,
         identity = target.get_identity(plan.resource_group, me.identity_name)
         config = agent_config(target, plan, party, nonce=extra["nonce"],
                               instance=extra["instance"], client_id=identity.client_id)
+        target.ensure_command_queue(command_queue(plan.tenant, party))
         return {"admin_username": f"op{secrets.token_hex(4)}",
                 "admin_password": new_password(),
                 "bootstrap_script": render_bootstrap(config.to_toml())}

@@ -224,5 +224,8 @@ class AzureCloud:
                          transient=response.status_code >= 500 or response.status_code == 429)
 
     # guest agents --------------------------------------------------------------------
+    def ensure_command_queue(self, queue_name: str) -> None:
+        self._queues.ensure(queue_name)
+
     def send_command(self, queue_name: str, message: dict[str, Any]) -> None:
         self._queues.send(queue_name, message)

@@ -120,6 +120,7 @@ class AgentSettings(BaseModel):
     queue_connection_string: str | None = Field(default=None, repr=False)
     imds_endpoint: str = "http://169.254.169.254"
     ca_bundle: str | None = None
+    api_listen: str = "127.0.0.1:8080"  # the agent's local SKR API (loopback)
 
 
 class OperatorSettings(BaseModel):
@@ -201,5 +202,7 @@ class Cloud(Protocol):
     def get_vm(self, resource_group: str, vm_name: str) -> VmInfo: ...
 
     def purge_vault(self, vault_name: str, location: str) -> None: ...
+
+    def ensure_command_queue(self, queue_name: str) -> None: ...
 
     def send_command(self, queue_name: str, message: dict[str, Any]) -> None: ...

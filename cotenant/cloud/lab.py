@@ -19,6 +19,7 @@ from typing import Any
 
 from azure.identity import ManagedIdentityCredential
 
+from cotenant.azurite import free_port
 from cotenant.cloud.base import (
     RELEASE_ROLE_ID,
     AgentSettings,
@@ -198,13 +199,18 @@ class LabCloud:
         """The lab deletes vaults outright with their resource group: nothing to purge."""
 
     def agent_settings(self) -> AgentSettings:
+        # Simulated VMs share this host's loopback: each agent gets its own API port.
         return AgentSettings(backend="lab",
                              queue_account_url=_endpoint(self._storage, "QueueEndpoint"),
-                             queue_connection_string=self._storage)
+                             queue_connection_string=self._storage,
+                             api_listen=f"127.0.0.1:{free_port()}")
 
     @property
     def tls_verify(self) -> bool | str:
         return self._lab.endpoints.ca_bundle
+
+    def ensure_command_queue(self, queue_name: str) -> None:
+        self._queues.ensure(queue_name)
 
     def send_command(self, queue_name: str, message: dict[str, Any]) -> None:
         self._queues.send(queue_name, message)

@@ -8,7 +8,7 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
 
 from cotenant.cloud.errors import cloud_errors
 
@@ -33,12 +33,20 @@ class QueueCommands:
     def account_url(self) -> str:
         return self._service.url.rstrip("/")
 
-    def send(self, queue_name: str, message: dict[str, Any]) -> None:
-        queue = self._service.get_queue_client(
+    def _queue(self, queue_name: str) -> QueueClient:
+        return self._service.get_queue_client(
             queue_name, message_encode_policy=TextBase64EncodePolicy())
+
+    def ensure(self, queue_name: str) -> None:
+        """Create the queue unless it exists (so a receiver can poll it before any send)."""
+        if queue_name in self._created:
+            return
+        with cloud_errors("create queue", queue_name), \
+                contextlib.suppress(ResourceExistsError):
+            self._queue(queue_name).create_queue()
+        self._created.add(queue_name)
+
+    def send(self, queue_name: str, message: dict[str, Any]) -> None:
+        self.ensure(queue_name)
         with cloud_errors("send command", queue_name):
-            if queue_name not in self._created:
-                with contextlib.suppress(ResourceExistsError):
-                    queue.create_queue()
-                self._created.add(queue_name)
-            queue.send_message(json.dumps(message, separators=(",", ":")))
+            self._queue(queue_name).send_message(json.dumps(message, separators=(",", ":")))

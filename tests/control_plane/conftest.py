@@ -34,7 +34,7 @@ def api_host(azurite: Azurite, tmp_path: Path) -> Iterator[DevHostHarness]:
 
 
 FAST_TIMING = {
-    "COTENANT_POLL_SECONDS": "0.05",
+    "COTENANT_POLL_SECONDS": "0.2",
     "COTENANT_RETRY_FIRST_SECONDS": "0.2",
     "COTENANT_RETRY_ATTEMPTS": "4",
     "COTENANT_REPORT_TIMEOUT_SECONDS": "30",
@@ -54,11 +54,12 @@ def lab_stack(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory):
         yield lab
 
 
-@pytest.fixture
-def stack(lab_stack, azurite: Azurite, tmp_path: Path) -> Iterator[DevHostHarness]:
+@pytest.fixture(scope="module")
+def stack(lab_stack, azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[DevHostHarness]:
     """The function app under the devhost, on the lab cloud, with Azurite and triggers."""
     with DevHostHarness(APP, connection_string=azurite.connection_string,
                         task_hub=f"cpE2e{next(_hubs)}", triggers=True,
-                        keys_file=tmp_path / "keys.json",
+                        keys_file=tmp_path_factory.mktemp("keys") / "keys.json",
                         settings={"COTENANT_CLOUD": "lab", **FAST_TIMING}) as host:
         yield host

@@ -1,29 +1,207 @@
-"""End to end: lab + devhost + Azurite, the real guest agents in simulated CVMs."""
+"""End to end: the function app under the devhost, the lab cloud, Azurite, and the real guest
+agents running in the lab's simulated CVMs.
+
+Four tenants deploy concurrently (one module-scoped run, to keep the suite short):
+``demo`` (the reference scenario, with a transient failure injected into one deployment),
+``dbgvm`` (Woodgrove's VM is debuggable), ``perm`` (the gateway deployment is refused
+permanently) and ``mute`` (Contoso's VM dies before its agent reports). Then ``demo`` is
+re-posted, rotated and torn down, and a fifth tenant survives a devhost restart mid-deploy.
+"""
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 
 import pytest
 
+from tests.control_plane.test_api import openapi, validate
+
 pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 
+TENANTS = ("demo", "dbgvm", "perm", "mute")
 
-def deploy(stack, spec, timeout: float = 120):
+
+def _kill_vm_when_created(lab, vm: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        if any(v["name"] == vm and v["status"] == "running" for v in lab.client.vms()):
+            lab.client.delete_vm(vm)  # the VM dies as it boots, before its agent reports
+            return
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def outcomes(stack, lab_stack):
+    """Post the four tenants at once; their terminal statuses by name."""
+    import yaml
+
+    from tests.control_plane.conftest import THREE_PARTY
+
+    base = yaml.safe_load(THREE_PARTY.read_text())
+    lab = lab_stack.client
+    lab.set_vm_kind("vm-dbgvm-woodgrove", "debuggable")
+    lab.set_faults([
+        {"service": "manage", "method": "PUT", "kind": "error", "status": 503, "count": 1,
+         "path": "/deployments/cotenant-demo-cvm-contoso$"},
+        {"service": "manage", "method": "PUT", "kind": "error", "status": 400,
+         "path": "/deployments/cotenant-perm-gateway$"},
+    ])
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_vm_when_created,
+                              args=(lab_stack, "vm-mute-contoso", stop), daemon=True)
+    killer.start()
+    try:
+        for name in TENANTS:
+            spec = copy.deepcopy(base)
+            spec["name"] = name
+            r = stack.http("POST", "/api/tenants", json=spec)
+            assert r.status_code == 202, r.text
+        results = {name: stack.wait(name, timeout=180) for name in TENANTS}
+    finally:
+        stop.set()
+        lab.set_faults([])
+    return results
+
+
+def tenant(stack, name: str) -> dict:
+    r = stack.http("GET", f"/api/tenants/{name}")
+    assert r.status_code == 200, r.text
+    validate(openapi(stack), "TenantStatus", r.json())
+    return r.json()
+
+
+def test_three_parties_attested_with_verified_tokens(stack, outcomes, lab_stack):
+    assert outcomes["demo"].runtime_status == "Completed", outcomes["demo"].custom_status
+    body = tenant(stack, "demo")
+    assert body["phase"] == "succeeded" and body["errors"] == []
+    assert [p["name"] for p in body["parties"]] == ["contoso", "fabrikam", "woodgrove"]
+    for party in body["parties"]:
+        assert party["attested"] is True
+        summary = party["attestation"]
+        assert summary["nonce_matches_challenge"] is True
+        assert summary["attestation_type"] == "sevsnpvm"
+        assert summary["debuggable"] is False
+        assert summary["issuer"].startswith("https://sharedneu.neu.attest.azure.net")
+    for phase in ("network", "gateway", "party:contoso", "grants:fabrikam", "cvm:woodgrove",
+                  "bootstrap:contoso", "verify:woodgrove", "finalize"):
+        assert body["timeline"][phase]["state"] == "succeeded", phase
+
+
+def test_trust_matrix_matches_spec_and_refusals_were_attempted(stack, outcomes, lab_stack):
+    body = tenant(stack, "demo")
+    cells = {(c["party"], c["key_owner"]): c for c in body["trust_matrix"]}
+    assert len(cells) == 9 and all(c["verified"] for c in cells.values())
+    allowed = {("contoso", "contoso"), ("woodgrove", "contoso"), ("fabrikam", "fabrikam"),
+               ("woodgrove", "fabrikam"), ("woodgrove", "woodgrove")}
+    for pair, cell in cells.items():
+        assert cell["outcome"] == ("released" if pair in allowed else "refused"), pair
+    # the refusals really happened at the other party's vault, for this VM's identity
+    identities = {i["name"]: i["principal_id"] for i in lab_stack.client.identities()}
+    audit = lab_stack.client.audit()
+    for party, owner in cells:
+        vault = next(p["vault"] for p in body["parties"] if p["name"] == owner)
+        caller = identities[f"id-demo-{party}"]
+        seen = [a for a in audit if a["vault"] == vault and a["caller"] == caller
+                and a["key"] == f"{owner}-secret-key"]
+        expected = "released" if (party, owner) in allowed else "denied"
+        assert seen and {a["decision"] for a in seen} == {expected}, (party, owner)
+
+
+def test_transient_failure_was_retried(stack, outcomes):
+    monitors = [s for s in stack.list_instances() if s.name == "monitor_deployment"
+                and isinstance(s.output, dict)
+                and s.output.get("name") == "cotenant-demo-cvm-contoso"]
+    assert len(monitors) == 1
+    failed = [e for e in monitors[0].history if e["EventType"] == "TaskFailed"]
+    assert len(failed) == 1
+    assert "transient" in str(failed[0].get("Reason", "")) + str(failed[0].get("Details", ""))
+    assert monitors[0].output["state"] == "Succeeded"
+
+
+def test_permanent_failure_names_step_resource_and_cloud_message(stack, outcomes):
+    assert outcomes["perm"].runtime_status == "Failed"
+    body = tenant(stack, "perm")
+    assert body["phase"] == "failed"
+    message = " ".join(e["message"] for e in body["errors"])
+    assert "gateway" in message and "cotenant-perm-gateway" in message
+    assert body["timeline"]["gateway"]["state"] == "failed"
+
+
+def test_agent_that_never_reports_times_out_naming_the_party(stack, outcomes):
+    assert outcomes["mute"].runtime_status == "Failed"
+    body = tenant(stack, "mute")
+    message = " ".join(e["message"] for e in body["errors"])
+    assert "timed out" in message and "contoso" in message
+
+
+def test_debuggable_vm_is_refused_at_verification(stack, outcomes):
+    assert outcomes["dbgvm"].runtime_status == "Failed"
+    body = tenant(stack, "dbgvm")
+    message = " ".join(e["message"] for e in body["errors"])
+    assert "woodgrove" in message and "debuggable" in message
+    assert body["timeline"]["verify:woodgrove"]["state"] == "failed"
+    woodgrove = next(p for p in body["parties"] if p["name"] == "woodgrove")
+    assert woodgrove["attested"] is False
+
+
+def test_reposting_the_same_spec_changes_nothing(stack, outcomes, spec, lab_stack):
+    before = len(stack.list_instances())
+    deployments = lab_stack.client._call("GET", "/lab/resourcegroups/rg-demo/deployments")
+    spec["name"] = "demo"
     r = stack.http("POST", "/api/tenants", json=spec)
-    assert r.status_code == 202, r.text
-    status = stack.wait(spec["name"], timeout=timeout)
-    return status
-
-
-def test_three_parties_deploy_attested_and_verified(stack, spec, lab_stack):
-    spec["name"] = "threep"
-    started = time.monotonic()
-    status = deploy(stack, spec)
-    assert status.runtime_status == "Completed", status.custom_status
-    elapsed = time.monotonic() - started
-    r = stack.http("GET", "/api/tenants/threep")
     assert r.status_code == 200
-    body = r.json()
-    print(elapsed, body["timeline"])
-    assert all(p["attested"] for p in body["parties"])
+    validate(openapi(stack), "Accepted", r.json())
+    assert r.json()["outcome"] == "existing"
+    assert len(stack.list_instances()) == before
+    assert lab_stack.client._call("GET", "/lab/resourcegroups/rg-demo/deployments") == \
+        deployments
+    spec["parties"][0]["display_name"] = "Contoso Ltd"  # a different spec for a done tenant
+    other = stack.http("POST", "/api/tenants", json={**spec, "name": "perm",
+                                                     "key_rotation_days": 30})
+    assert other.status_code == 202 and other.json()["outcome"] == "restarted"
+    stack.terminate("perm", "test over")
+
+
+def test_status_never_carries_credentials(stack, outcomes):
+    text = stack.http("GET", "/api/tenants/demo").text.lower()
+    for word in ("password", "adminpasswordorkey", "bootstrapscript", "connection_string",
+                 "accountkey", "-----begin"):
+        assert word not in text
+
+
+def test_rotation_moves_every_key_and_each_agent_reports_it(stack, outcomes, lab_stack):
+    r = stack.http("POST", "/api/tenants/demo/rotate")
+    assert r.status_code == 202, r.text
+    instance = r.json()["instance_id"]
+    status = stack.wait(instance, timeout=90)
+    assert status.runtime_status == "Completed", status.custom_status
+    keys = status.output["keys"]
+    assert set(keys) == {"contoso-secret-key", "fabrikam-secret-key", "woodgrove-secret-key"}
+    for key in keys.values():
+        assert key["new_version"] != key["old_version"]
+    assert sorted(keys["contoso-secret-key"]["confirmed_by"]) == ["contoso", "woodgrove"]
+    assert keys["woodgrove-secret-key"]["confirmed_by"] == ["woodgrove"]
+    rotations = tenant(stack, "demo")["rotations"]
+    assert rotations[-1]["runtime_status"] == "Completed"
+
+
+def test_audit_lists_attestations_and_releases(stack, outcomes):
+    r = stack.http("GET", "/api/tenants/demo/audit")
+    assert r.status_code == 200
+    validate(openapi(stack), "AuditLogResponse", r.json())
+    kinds = [e["kind"] for e in r.json()["events"]]
+    assert kinds.count("guest:attested") == 3
+    assert kinds.count("guest:release-denied") == 4
+    assert "token" not in r.text.replace("token_sha256", "")
+
+
+def test_teardown_removes_everything(stack, outcomes, lab_stack):
+    r = stack.http("DELETE", "/api/tenants/demo")
+    assert r.status_code == 202
+    status = stack.wait("demo:teardown", timeout=60)
+    assert status.runtime_status == "Completed", status.custom_status
+    assert lab_stack.client.resource_group("rg-demo") is None
+    assert not [v for v in lab_stack.client.vms() if v["name"].startswith("vm-demo-")]
+    assert not [i for i in lab_stack.client.identities() if i["name"].startswith("id-demo-")]
+    assert tenant(stack, "demo")["teardown"]["runtime_status"] == "Completed"
