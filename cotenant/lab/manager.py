@@ -247,7 +247,7 @@ class ResourceManager:
             vault.network = {"allowedIpRanges": p["allowedIpRanges"],
                              "vmSubnet": p["vmSubnetName"], "defaultAction": "Deny"}
             if disk_key not in vault.keys:
-                version = kv.new_version({"kty": "RSA-HSM", "key_size": 3072,
+                version = kv.new_version({"kty": "RSA-HSM", "key_size": 2048,
                                           "attributes": {"exportable": True},
                                           "release_policy": {
                                               "data": b64url_encode(json.dumps(

@@ -85,7 +85,7 @@ class VmSupervisor:
     def boot(self, name: str) -> None:
         """(Re)boot: stop the agent, recreate the ephemeral key, start the agent if configured."""
         self.stop(name)
-        SoftwareVTPM(self.directory(name)).boot()
+        SoftwareVTPM.new_boot(self.directory(name))
         with self.store.edit() as state:
             vm = state.vms[name]
             vm.status, vm.boots = "running", vm.boots + 1

@@ -21,7 +21,7 @@ The guest agent's ``lab`` backend uses it exactly like the real vTPM/HCL library
 The VM directory (created by the lab) holds ``hardware.key`` — the VM's attestation
 (hardware) key, EC P-384 like a VCEK, whose public half the lab's attestation service
 registered when it created the VM — ``ephemeral.key`` (recreated at every boot by
-:meth:`SoftwareVTPM.boot`) and ``vm.json``.
+:meth:`SoftwareVTPM.new_boot`) and ``vm.json``.
 HTTP goes through ``requests`` and so honours ``HTTPS_PROXY``/``REQUESTS_CA_BUNDLE`` set by
 the lab for the VM process.
 """
@@ -83,7 +83,7 @@ class SoftwareVTPM:
         self._hardware = hardware
         ephemeral = self.directory / "ephemeral.key"
         if not ephemeral.exists():
-            self.boot()
+            self.new_boot(self.directory)
         self._ephemeral = load_private(ephemeral.read_bytes())
 
     @classmethod
@@ -104,11 +104,11 @@ class SoftwareVTPM:
                                                        "vmUniqueId": vm_unique_id}))
         return key.public_key()
 
-    def boot(self) -> None:
-        """Recreate the ephemeral encryption key (a new boot)."""
+    @staticmethod
+    def new_boot(directory: Path) -> None:
+        """Recreate the ephemeral encryption key of the VM in ``directory`` (a new boot)."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        write_private(self.directory / "ephemeral.key", private_pem(key))
-        self._ephemeral = key
+        write_private(directory / "ephemeral.key", private_pem(key))
 
     @property
     def vm_unique_id(self) -> str:

@@ -130,3 +130,18 @@ def test_identity_endpoints_check_their_headers(lab: RunningLab) -> None:
     per_vm = f"{env['COTENANT_LAB_IMDS_URL']}/vms/{vm}/metadata/identity/oauth2/token"
     assert requests.get(per_vm, params={"resource": "https://vault.azure.net"},
                         headers={"Metadata": "true"}).status_code == 200
+
+
+def test_imds_flavour_of_managed_identity_credential_inside_a_vm(
+        lab: RunningLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    identity = lab.client.create_identity(unique("id"))
+    vm = unique("vm")
+    lab.client.create_vm(vm, "confidential", identities=[identity["client_id"]])
+    for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "IMDS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    imds = f"{lab.environ()['COTENANT_LAB_IMDS_URL']}/vms/{vm}"
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", imds)
+    token = ManagedIdentityCredential(client_id=identity["client_id"]).get_token(
+        "https://vault.azure.net/.default")
+    assert jwt.decode(token.token, options={"verify_signature": False})["oid"] == \
+        identity["principal_id"]
