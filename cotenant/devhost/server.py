@@ -16,6 +16,7 @@ from .admin import AdminApi
 from .clock import Clock, TimerService
 from .engine import Engine
 from .http_triggers import HttpTriggers, call_function, index_http
+from .invocation import InvocationContext, wants_context
 from .loader import FunctionIndex, load_app
 from .management import ManagementApi
 from .settings import HostConfig, apply_environment, load_config, restore_environment
@@ -126,6 +127,9 @@ class DevHost:
         if client is not None and client["name"] not in kwargs:
             assert self.management is not None
             kwargs[client["name"]] = self.management.client_binding(self.base_url)
+        if wants_context(fn.code, {b["name"] for b in fn.bindings}):
+            assert self.index is not None
+            kwargs["context"] = InvocationContext(fn.name, str(self.index.app_path.parent))
         return await call_function(fn, kwargs)
 
     async def stop(self) -> None:

@@ -170,3 +170,10 @@ def test_sdk_client_lists_and_purges_by_status(host: DevHostHarness) -> None:
     assert done in listed and running not in listed
     assert host.http("DELETE", "/api/instances").json() == {"deleted": 1}
     assert host.status(done) is None and host.status(running) is not None
+
+
+def test_functions_declaring_context_receive_one(host: DevHostHarness) -> None:
+    first = host.http("GET", "/api/whoami", key=False).json()
+    second = host.http("GET", "/api/whoami", key=False).json()
+    assert first["function"] == "whoami"
+    assert first["invocation"] and first["invocation"] != second["invocation"]

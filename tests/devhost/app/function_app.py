@@ -228,6 +228,13 @@ def item(req: func.HttpRequest) -> func.HttpResponse:
                              mimetype="application/json")
 
 
+@app.route(route="whoami", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def whoami(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"function": context.function_name,
+                                         "invocation": context.invocation_id}),
+                             mimetype="application/json")
+
+
 @app.route(route="admin-only", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def admin_only(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("admin")
