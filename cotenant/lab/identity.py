@@ -66,6 +66,10 @@ class IdentityService:
     # -- identities ------------------------------------------------------------------------
     def create(self, name: str, resource_group: str | None = None) -> Identity:
         """Create the identity ``name`` (idempotent per resource group)."""
+        if not 3 <= len(name) <= 128 or not all(c.isascii() and (c.isalnum() or c in "-_")
+                                                for c in name):
+            raise HttpError(400, "InvalidParameter", f"invalid identity name {name!r} (3-128 "
+                            "letters, digits, hyphens and underscores)")
         with self.store.edit() as state:
             existing = state.identity_by_name(name, resource_group)
             if existing is not None and not existing.operator:

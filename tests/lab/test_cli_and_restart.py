@@ -101,3 +101,22 @@ def test_up_down_and_state_survives_a_restart(tmp_path: Path,
         assert key.releaser_client().release_key(key.name, client.vm_token(vm)).value
     finally:
         _cli("down", *where)
+
+
+def test_reset_clears_the_state(tmp_path: Path) -> None:
+    directory = tmp_path / "lab"
+    (directory / "vms").mkdir(parents=True)
+    (directory / "state.json").write_text("{}")
+    assert "cleared" in _cli("reset", "--yes", "--dir", str(directory))
+    assert not directory.exists()
+
+
+def test_invalid_names_are_refused(lab: RunningLab) -> None:
+    from cotenant.lab.client import LabError
+
+    for call in (lambda: lab.client.create_identity("a b"),
+                 lambda: lab.client.create_vault("1-not-a-vault"),
+                 lambda: lab.client.create_vm("../etc", "confidential")):
+        with pytest.raises(LabError) as info:
+            call()
+        assert info.value.status == 400

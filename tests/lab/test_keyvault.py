@@ -199,3 +199,14 @@ def test_challenge_and_error_shapes(skr_key: SkrKey) -> None:
     with pytest.raises(ResourceNotFoundError) as info:
         officer.get_key("missing-key")
     assert info.value.error.code == "KeyNotFound"
+
+
+def test_purge_without_purge_protection(lab_env: RunningLab) -> None:
+    url = lab_env.client.create_vault(unique("kv"), purge_protection=False)
+    officer = KeyClient(url, ManagedIdentityCredential())
+    key = officer.create_rsa_key(unique("k"))
+    officer.begin_delete_key(key.name).result()
+    officer.purge_deleted_key(key.name)
+    with pytest.raises(ResourceNotFoundError):
+        officer.get_deleted_key(key.name)
+    assert officer.create_rsa_key(key.name).name == key.name  # the name is free again

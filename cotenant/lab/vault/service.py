@@ -14,8 +14,6 @@ import time
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,7 +22,7 @@ from starlette.routing import Route
 from cotenant.lab.ca import LabCA
 from cotenant.lab.http import HttpError, json_body
 from cotenant.lab.identity import IdentityService
-from cotenant.lab.state import Key, LabState, StateStore, Vault
+from cotenant.lab.state import Key, LabState, RoleAssignment, StateStore, Vault
 from cotenant.lab.vault import keys as kv
 from cotenant.lab.vault.rbac import authorize
 from cotenant.lab.vault.release import Releaser
@@ -96,15 +94,9 @@ class VaultService:
 
     @staticmethod
     def _grant_operator(state: LabState, vault: Vault) -> None:
-        from cotenant.lab.state import RoleAssignment
-
         state.role_assignments.append(RoleAssignment(
             principal_id=state.operator().principal_id, scope=vault_url(vault.name),
             role="Key Vault Crypto Officer"))
-
-    def signing_certificate(self, name: str) -> x509.Certificate:
-        return x509.load_pem_x509_certificates(
-            self.store.read().vaults[name].signing_cert.encode())[0]
 
     # -- HTTP ------------------------------------------------------------------------------
     def _challenge(self, message: str) -> HttpError:
@@ -135,6 +127,8 @@ class VaultService:
         call = _Call(vault, caller, segments, request.method, body,
                      request.query_params.get("api-version", DEFAULT_API_VERSION))
         status, payload = await run_in_threadpool(self._dispatch, call)
+        if payload is None:
+            return Response(status_code=status)
         return JSONResponse(payload, status_code=status)
 
     def routes(self) -> list[Route]:
@@ -383,6 +377,3 @@ class VaultService:
         self.store.audit({**record, "decision": "released", "status": 200, "reason": reason})
         return 200, {"value": jws}
 
-
-def certificate_pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
