@@ -145,24 +145,19 @@ class Agent:
 
     def probe_isolation(self) -> list[dict[str, object]]:
         """Ask each ``isolation_probes`` key's vault for it, with this VM's identity and
-        attestation; report what the vault said. A released key is dropped, never kept."""
+        attestation; report what the vault said. A (wrong) release is reported, and its
+        response discarded without unwrapping anything."""
         results: list[dict[str, object]] = []
         for ref in self.config.isolation_probes:
-            result: dict[str, object] = {"vault": ref.vault_url, "name": ref.name}
             try:
                 if not self._fresh_tee(self.startup):
                     raise AttestationError("this VM could not attest")
-                self.releaser.release(ref, self.tee)
-            except ReleaseDenied as exc:
-                result.update(released=False, status=403, code=exc.code, message=exc.reason)
-            except (ReleaseFailed, IdentityError, TransientError, AttestationError) as exc:
-                result.update(released=False, status=None,
-                              code=getattr(exc, "code", exc.__class__.__name__),
-                              message=getattr(exc, "reason", str(exc)))
-            else:
+                result = self.releaser.probe(ref, self.tee)
+            except (IdentityError, TransientError, AttestationError) as exc:
+                result = {"vault": ref.vault_url, "name": ref.name, "released": False,
+                          "status": None, "code": exc.__class__.__name__, "message": str(exc)}
+            if result["released"]:
                 log.error("isolation broken: %s was released to this VM", ref.label())
-                result.update(released=True, status=200, code="Released",
-                              message="the vault released this key to this VM")
             results.append(result)
         return results
 

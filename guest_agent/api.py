@@ -7,7 +7,7 @@ ACI confidential sidecar compatible:
                         (403 unless ``allow_private_key_release`` is set in the config)
 Workload routes (no key material leaves except a sealed file's own data key):
     GET  /attest/claims -> {"claims": {...}} of the agent's current token
-    GET  /keys          -> {"keys": [{vault, name, state, kid, version, ...}]}
+    GET  /keys          -> {"keys": [{vault, name, state, kid, version, release_policy, ...}]}
     GET  /isolation     -> {"results": [{vault, name, released, status, code, message}]}
                         (asks the configured other parties' vaults; see isolation_probes)
     POST /keys/unwrap   {"key_id", "alg", "wrapped_key" (base64)} -> {"key": base64}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -31,6 +32,8 @@ _ENC_MENTION = re.compile(r"\benc\b|RSA_AES_KEY_WRAP|algorithm", re.IGNORECASE)
 class ReleaseDenied(RuntimeError):
     """The vault refused the release (403): policy not satisfied or no grant. Not retried."""
 
+    status = 403
+
     def __init__(self, key: KeyRef, code: str, reason: str) -> None:
         self.code = code
         self.reason = reason
@@ -40,9 +43,10 @@ class ReleaseDenied(RuntimeError):
 class ReleaseFailed(RuntimeError):
     """The release could not be completed (vault error, bad response, verification failure)."""
 
-    def __init__(self, key: KeyRef, code: str, reason: str) -> None:
+    def __init__(self, key: KeyRef, code: str, reason: str, status: int | None = None) -> None:
         self.code = code
         self.reason = reason
+        self.status = status
         super().__init__(f"{key.label()}: release failed ({code}): {reason}")
 
 
@@ -82,22 +86,11 @@ class KeyReleaser:
 
     def release(self, key: KeyRef, tee: Tee, *, version: str | None = None) -> ReleasedKey:
         """Release ``key`` (latest version unless ``version``) to the attested ``tee``."""
-        # Latest version: an empty version segment, exactly as the Azure SDK sends it.
-        url = f"{key.kid}/{quote(version or '', safe='')}/release"
-        response = self._exchange(key, url, tee.current_token())
-        if response.status_code == 401:  # expired or revoked bearer: one fresh token, once
-            self.imds.token(VAULT_RESOURCE, refresh=True)
-            response = self._exchange(key, url, tee.current_token())
-        if response.status_code == 403:
-            raise ReleaseDenied(key, *_vault_error(response))
-        if response.status_code != 200:
-            code, reason = _vault_error(response)
-            raise ReleaseFailed(key, code, f"HTTP {response.status_code}: {reason}")
+        response = self._request(key, tee, version)
         try:
-            body = response.json()
-            value = body["value"]
+            value = response.json()["value"]
         except (ValueError, KeyError, TypeError):
-            raise ReleaseFailed(key, "malformed", "release response lacks 'value'") from None
+            raise ReleaseFailed(key, "malformed", "release response lacks 'value'", 200) from None
         expected = f"{key.kid}/{version}" if version else key.kid
         try:
             return verify_release_response(
@@ -108,7 +101,35 @@ class KeyReleaser:
                 expected_kid=expected,
             )
         except CryptoError as exc:
-            raise ReleaseFailed(key, exc.code, str(exc)) from None
+            raise ReleaseFailed(key, exc.code, str(exc), 200) from None
+
+    def probe(self, key: KeyRef, tee: Tee) -> dict[str, Any]:
+        """Ask for a key this VM must not get; return the vault's answer. A (wrong) release
+        is reported as ``released: true`` and its response is discarded unopened."""
+        result: dict[str, Any] = {"vault": key.vault_url, "name": key.name}
+        try:
+            self._request(key, tee, None)
+        except (ReleaseDenied, ReleaseFailed) as exc:
+            return {**result, "released": False, "status": exc.status, "code": exc.code,
+                    "message": exc.reason}
+        return {**result, "released": True, "status": 200, "code": "Released",
+                "message": "the vault released this key to this VM"}
+
+    def _request(self, key: KeyRef, tee: Tee, version: str | None) -> httpx.Response:
+        """The release exchange; returns the 200 response, raises for anything else."""
+        # Latest version: an empty version segment, exactly as the Azure SDK sends it.
+        url = f"{key.kid}/{quote(version or '', safe='')}/release"
+        response = self._exchange(key, url, tee.current_token())
+        if response.status_code == 401:  # expired or revoked bearer: one fresh token, once
+            self.imds.token(VAULT_RESOURCE, refresh=True)
+            response = self._exchange(key, url, tee.current_token())
+        if response.status_code == 403:
+            raise ReleaseDenied(key, *_vault_error(response))
+        if response.status_code != 200:
+            code, reason = _vault_error(response)
+            raise ReleaseFailed(key, code, f"HTTP {response.status_code}: {reason}",
+                                response.status_code)
+        return response
 
     def _exchange(self, key: KeyRef, url: str, target: str) -> httpx.Response:
         response = self._post(key, url, target, PREFERRED_ENC)

@@ -176,7 +176,9 @@ def side_vms(world: World) -> dict[str, tuple[AgentConfig, list[Report]]]:
         vms = {
             "tlaunch": world.vm("tlaunch", "trusted-launch", tl_id, ["contoso", "fabrikam"]),
             "sidecar": world.vm("sidecar", "confidential", sc_id, ["contoso"],
-                                allow_private_key_release=True, heartbeat_seconds=1.0),
+                                allow_private_key_release=True, heartbeat_seconds=1.0,
+                                isolation_probes=[{"vault_url": world.vaults["fabrikam"],
+                                                   "name": world.keys["fabrikam"]}]),
         }
     out = {name: (config, startup_reports(config)) for name, config in vms.items()}
     wait_for_api(f"http://{vms['sidecar'].api.listen}")
@@ -226,3 +228,12 @@ def test_re_attest_wipe_and_heartbeat(
         assert time.monotonic() < deadline, "keys were not wiped"
         time.sleep(0.1)
     assert "version" not in client.keys()[0]
+
+
+def test_isolation_check_shows_the_partner_vaults_refusal(
+        world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
+    config, _ = side_vms["sidecar"]
+    (result,) = AgentClient(f"http://{config.api.listen}").isolation_check()
+    assert (result["name"], result["released"], result["status"]) == (
+        world.keys["fabrikam"], False, 403)
+    assert "authorized" in result["message"].lower() or result["code"].startswith("Forbidden")

@@ -219,3 +219,15 @@ def test_imds_refusal_is_an_identity_error_without_secrets(rig: Rig) -> None:
     with pytest.raises(IdentityError, match="Identity not found"):
         rig.releaser.release(rig.key, rig.tee)
     assert rig.vault.requests == []
+
+
+def test_isolation_probe_reports_the_refusal_and_never_unwraps(rig: Rig) -> None:
+    rig.imds.responses.append(_token("mi-token-1"))
+    rig.vault.responses += [_denied("Caller is not authorized"),
+                            (200, {"value": "a.b.c"}, {})]
+    refused = rig.releaser.probe(rig.key, rig.tee)
+    assert refused == {"vault": rig.key.vault_url, "name": "contoso-key", "released": False,
+                       "status": 403, "code": "Forbidden/AccessDenied",
+                       "message": "Caller is not authorized"}
+    leaked = rig.releaser.probe(rig.key, rig.tee)  # StubTee.decrypt would fail if unwrapped
+    assert leaked["released"] is True and leaked["status"] == 200
