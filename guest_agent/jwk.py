@@ -1,4 +1,5 @@
-"""Private JWKs for the sidecar-compatible ``/key/release`` (only when enabled in config)."""
+"""JWKs of released keys: the public half (key status, to seal results back to the owner) and
+the private one for the sidecar-compatible ``/key/release`` (only when enabled in config)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 def _int(value: int, size: int | None = None) -> str:
     length = size or max(1, (value.bit_length() + 7) // 8)
     return b64url_encode(value.to_bytes(length, "big"))
+
+
+def public_jwk(key: object) -> dict[str, str] | None:
+    """The public half of a released RSA key, or None for other key types."""
+    if not isinstance(key, rsa.RSAPrivateKey):
+        return None
+    numbers = key.public_key().public_numbers()
+    return {"kty": "RSA", "n": _int(numbers.n), "e": _int(numbers.e)}
 
 
 def private_jwk(released: ReleasedKey) -> dict[str, Any]:

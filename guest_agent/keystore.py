@@ -7,11 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from cotenant.crypto.encoding import b64url_encode
 from cotenant.crypto.skr import ReleasedKey
 from guest_agent.config import KeyRef
+from guest_agent.jwk import public_jwk
 
 
 @dataclass(frozen=True)
@@ -33,22 +31,12 @@ class KeyState:
             view.update(kid=self.released.kid, version=self.released.version,
                         kty=self.released.kty, released_at=self.released_at,
                         release_policy=self.released.release_policy)
-            public = _public_jwk(self.released.key)
+            public = public_jwk(self.released.key)
             if public is not None:
                 view["public_jwk"] = public
         if self.error_code:
             view.update(error_code=self.error_code, error=self.error)
         return view
-
-
-def _public_jwk(key: object) -> dict[str, str] | None:
-    """The public half of a released RSA key (to seal results back to its owner)."""
-    if not isinstance(key, rsa.RSAPrivateKey):
-        return None
-    numbers = key.public_key().public_numbers()
-    return {"kty": "RSA",
-            "n": b64url_encode(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-            "e": b64url_encode(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"))}
 
 
 class KeyStore:

@@ -71,6 +71,13 @@ def test_attests_and_releases_own_and_granted_partner_keys(
     assert states == {"contoso-secret-key": "released", "fabrikam-secret-key": "released",
                       "woodgrove-secret-key": "denied"}
     assert status["attested"] is True
+    contoso = next(k for k in status["keys"] if k["name"] == "contoso-secret-key")
+    assert contoso["release_policy"]["anyOf"][0]["authority"] == world.authority
+    assert set(contoso["public_jwk"]) == {"kty", "n", "e"}  # public half only
+    with world.lab.activate():
+        _, public = world.public_key("contoso")
+    assert jwk_public(contoso["public_jwk"]) == (public.public_numbers().n,
+                                                 public.public_numbers().e)
 
 
 def test_key_without_grant_is_reported_as_release_denied(
