@@ -25,6 +25,7 @@ _TOP_LEVEL: list[str] = [
     "cotenant.cli.train",
     "cotenant.cli.plan",
     "cotenant.cli.devhost",
+    "cotenant.cli.up",
 ]
 
 
