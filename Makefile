@@ -19,7 +19,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 demo: setup
-	$(BIN)/cotenant plan examples/three-party.yaml
+	$(BIN)/cotenant up
 
 lint: setup
 	$(BIN)/ruff check .
