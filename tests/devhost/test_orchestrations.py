@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from cotenant.devhost.engine import EngineError
 from cotenant.devhost.history import EventType
 from cotenant.devhost.testing import DevHostHarness
 
@@ -166,3 +169,36 @@ def test_sub_orchestration_with_retry(host: DevHostHarness, journal: Journal) ->
     created = _events(status, "SubOrchestrationInstanceCreated")
     assert [e["EventId"] for e in created] == [0, 2]  # attempt, retry timer (1), attempt
     assert journal.count("flaky:sub") == 2
+
+
+def test_not_emulated_actions_fail_clearly(host: DevHostHarness) -> None:
+    status = host.wait(host.start_orchestration("uses_call_http"))
+    assert status.runtime_status == "Failed"
+    assert "does not emulate call_http" in status.output
+
+
+def test_instance_ids_are_reused_only_when_not_running(host: DevHostHarness) -> None:
+    host.start_orchestration("waits_forever", instance_id="tenant-a")
+    host.wait_for_status("tenant-a", "Running")
+    with pytest.raises(EngineError, match="already exists"):
+        host.start_orchestration("hello_sequence", ["x"], instance_id="tenant-a")
+    host.terminate("tenant-a", "done")
+    host.wait("tenant-a")
+    host.start_orchestration("hello_sequence", ["again"], instance_id="tenant-a")
+    status = host.wait("tenant-a")
+    assert status.name == "hello_sequence" and status.output == ["Hello again!"]
+    assert not _events(status, "ExecutionTerminated")  # a fresh history
+
+
+def test_events_and_terminate_on_unknown_or_finished_instances(host: DevHostHarness) -> None:
+    with pytest.raises(EngineError) as unknown:
+        host.raise_event("nobody", "X", 1)
+    assert unknown.value.status == 404
+    iid = host.start_orchestration("hello_sequence", ["y"])
+    host.wait(iid)
+    with pytest.raises(EngineError) as gone:
+        host.raise_event(iid, "X", 1)
+    assert gone.value.status == 410
+    with pytest.raises(EngineError) as finished:
+        host.terminate(iid, "late")
+    assert finished.value.status == 410

@@ -170,6 +170,12 @@ def nondeterministic(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def uses_call_http(context: df.DurableOrchestrationContext):
+    response = yield context.call_http("GET", "http://127.0.0.1:9/")
+    return response
+
+
+@app.orchestration_trigger(context_name="context")
 def slow_pair(context: df.DurableOrchestrationContext):
     first = yield context.call_activity("slow", 0.05)
     second = yield context.call_activity("slow", context.get_input())
