@@ -199,6 +199,11 @@ def test_challenge_and_error_shapes(skr_key: SkrKey) -> None:
     with pytest.raises(ResourceNotFoundError) as info:
         officer.get_key("missing-key")
     assert info.value.error.code == "KeyNotFound"
+    anonymous = session.post(f"{skr_key.vault_url}/keys/{skr_key.name}/release",
+                             params={"api-version": "7.4"}, json={"target": "x"})
+    assert anonymous.status_code == 401
+    record = skr_key.lab.client.audit(key=skr_key.name)[-1]
+    assert record["decision"] == "denied" and record["caller"] is None
 
 
 def test_purge_without_purge_protection(lab_env: RunningLab) -> None:

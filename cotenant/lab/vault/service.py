@@ -121,9 +121,16 @@ class VaultService:
         vault = self.store.read().vaults.get(name) if host.endswith(VAULT_SUFFIX) else None
         if vault is None:
             raise HttpError(404, "VaultNotFound", f"no vault at {host!r}")
-        caller = self._caller(request)
-        body = await json_body(request, required=False)
         segments = request.url.path.strip("/").split("/")
+        try:
+            caller = self._caller(request)
+        except HttpError as exc:
+            if segments[-1:] == ["release"] and request.method == "POST" and len(segments) > 1:
+                self.store.audit({"vault": vault.name, "key": segments[1], "version": None,
+                                  "caller": None, "decision": "denied", "status": exc.status,
+                                  "reason": exc.message})
+            raise
+        body = await json_body(request, required=False)
         call = _Call(vault, caller, segments, request.method, body,
                      request.query_params.get("api-version", DEFAULT_API_VERSION))
         status, payload = await run_in_threadpool(self._dispatch, call)
