@@ -66,7 +66,9 @@ class Agent:
         verify = ssl.create_default_context(cafile=bundle) if bundle else True
         http = httpx.Client(timeout=_HTTP_TIMEOUT, verify=verify,
                             follow_redirects=False, trust_env=True)
-        imds = ImdsClient(config.imds_url(), config.identity.client_id, http)
+        # IMDS is link-local: never through a proxy (Azure's guidance), never redirected.
+        imds_http = httpx.Client(timeout=_HTTP_TIMEOUT, follow_redirects=False, trust_env=False)
+        imds = ImdsClient(config.imds_url(), config.identity.client_id, imds_http)
         anchors = load_trust_anchors(bundle)
         reporter = Reporter(queue_client(config.queues, config.queues.reports_url, imds))
         agent = cls(
@@ -215,6 +217,7 @@ class Agent:
         self.keys.wipe()
         self.tee.forget()
         self.imds.forget()
+        self.imds.http.close()
         self.reporter.flush()
         self.reporter.close()
         self.releaser.http.close()
