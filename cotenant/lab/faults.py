@@ -1,6 +1,7 @@
 """Fault injection for any lab endpoint, by configuration.
 
-A rule matches a service (``vault``, ``maa``, ``identity``, ``manage`` or ``*``), an optional
+A rule matches a service (``vault``, ``maa``, ``identity``, ``manage``, ``deployments`` — see
+:mod:`cotenant.lab.manager` — or ``*``), an optional
 HTTP method and a path regex, and fires for a ``fraction`` of matching calls (at most
 ``count`` times when set). Kinds:
 

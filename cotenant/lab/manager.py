@@ -15,6 +15,11 @@ Routes: ``PUT|GET|DELETE /lab/resourcegroups/{rg}`` (``{location, tags}``),
 ``GET /lab/resourcegroups/{rg}/deployments``, ``PUT|GET /lab/latency`` (``{scale}``),
 ``PUT /lab/vm-kinds/{vm}`` (``{kind}``: the kind the next cvm deployment of that VM gets —
 how negative tests make a tenant VM debuggable, trusted-launch or standard).
+
+Failed deployments on demand: a fault rule for service ``deployments`` (path matched against
+``/<rg>/<deployment>/<module>``, kind ``error``) makes a deployment end ``Failed`` with the
+code of its ``status`` (503 → ``ServiceUnavailable``, 409 → ``Conflict``, 429 →
+``TooManyRequests``, else ``InternalServerError``) — transient codes for retry tests.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from cotenant.bicep_params import BicepParseError, check_parameters, declared_pa
 from cotenant.crypto.encoding import b64url_encode
 from cotenant.deployments import MODULES, module_path
 from cotenant.lab.claims import VM_KINDS
+from cotenant.lab.faults import FaultInjector
 from cotenant.lab.http import HttpError, json_body
 from cotenant.lab.identity import IdentityService
 from cotenant.lab.state import DeploymentRecord, Key, ResourceGroup, RoleAssignment, StateStore
@@ -52,6 +58,10 @@ LAB_EGRESS_IP = "20.50.0.1"
 RG_DELETE_SECONDS = 60.0
 _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
 _HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?[^\n]*\n(.*?)\n\s*\1\s*$", re.S | re.M)
+
+
+_FAULT_CODES = {409: "Conflict", 429: "TooManyRequests", 500: "InternalServerError",
+                503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
 class DeploymentFailed(Exception):
@@ -85,8 +95,10 @@ def _digest(module: str, parameters: dict[str, Any]) -> str:
 
 class ResourceManager:
     def __init__(self, store: StateStore, identity: IdentityService, vaults: VaultService,
-                 vms: VmSupervisor, *, latency_scale: float | None = None) -> None:
+                 vms: VmSupervisor, *, latency_scale: float | None = None,
+                 faults: FaultInjector | None = None) -> None:
         self.store, self.identity, self.vaults, self.vms = store, identity, vaults, vms
+        self.faults = faults or FaultInjector()
         self.latency_scale = DEFAULT_LATENCY_SCALE if latency_scale is None else latency_scale
         self._secure: dict[str, dict[str, Any]] = {}  # deployment key -> secure inputs
         self._task: asyncio.Task[None] | None = None
@@ -194,6 +206,11 @@ class ResourceManager:
             if inputs is None:
                 raise DeploymentFailed("DeploymentInterrupted", "the lab restarted while the "
                                        "deployment was running; deploy again")
+            fault = self.faults.pick("deployments", "PUT",
+                                     f"/{record.resource_group}/{record.name}/{record.module}")
+            if fault is not None and fault.kind in ("error", "throttle"):
+                raise DeploymentFailed(_FAULT_CODES.get(fault.status, "InternalServerError"),
+                                       "the deployment failed (lab fault injection)")
             outputs = getattr(self, f"_deploy_{record.module}")(record.resource_group,
                                                                inputs["all"])
             with self.store.edit():

@@ -115,7 +115,7 @@ class Lab:
         self.vms = VmSupervisor(self.store, self._vm_env)
         self.authority = (authority or authority_url(DEFAULT_AUTHORITY_HOST)).rstrip("/")
         self.manager = ResourceManager(self.store, self.identity, self.vaults, self.vms,
-                                       latency_scale=latency_scale)
+                                       latency_scale=latency_scale, faults=self.faults)
         self.azurite_connection_string = azurite_connection_string
         self.endpoints: LabEndpoints | None = None
         self._servers: list[_Server] = []

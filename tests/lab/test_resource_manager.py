@@ -154,3 +154,27 @@ def test_latency_scale_is_configurable(lab: RunningLab) -> None:
     previous = lab.client.set_latency_scale(0.5)
     assert previous["seconds"]["cvm"] == pytest.approx(75.0)
     lab.client.set_latency_scale(0.001)
+
+
+def test_failed_deployments_report_their_error(lab: RunningLab) -> None:
+    client = lab.client
+    plan = _plan("failing")
+    client.ensure_resource_group(plan.resource_group, plan.location)
+    party = plan.parties[0].party
+    cvm = module_parameters(plan, "cvm", party, admin_username="cotenant",
+                            admin_password="Lab-Passw0rd-1234!", bootstrap_script=BOOTSTRAP)
+    client.start_deployment(plan.resource_group, "cvm-first", "cvm", cvm)
+    failed = _wait(client, plan.resource_group, "cvm-first")
+    assert failed["state"] == "Failed" and failed["error_code"] == "ResourceNotFound"
+    assert plan.parties[0].identity_name in failed["error"]
+    try:
+        client.set_faults([{"service": "deployments", "path": "/network$", "kind": "error",
+                            "status": 503, "count": 1}])
+        network = module_parameters(plan, "network")
+        client.start_deployment(plan.resource_group, "net", "network", network)
+        transient = _wait(client, plan.resource_group, "net")
+        assert (transient["state"], transient["error_code"]) == ("Failed", "ServiceUnavailable")
+        client.start_deployment(plan.resource_group, "net", "network", network)  # retried
+        assert _wait(client, plan.resource_group, "net")["state"] == "Succeeded"
+    finally:
+        client.set_faults([])
