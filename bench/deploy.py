@@ -1,0 +1,101 @@
+"""Deployment makespan of the control plane vs the critical path and the sequential sum.
+
+The lab's resource manager is set to the seed's phase timings scaled down 100x
+(``latency_scale=0.01``); the control plane runs under the devhost (in this process) with
+Azurite, and the real guest agents run in the lab's simulated CVMs. For the 3- and 10-party
+scenarios it prints, from the same run:
+
+- the measured makespan (first phase start → last phase end, from the tenant's timeline) and
+  the wall time from POST to Completed;
+- the critical-path lower bound of the same latency model (the plan's phase graph × scale);
+- the sequential sum of the phases (what the old, sequential script does) × scale;
+- makespan / critical path (target ≤ 1.15) and sequential / makespan (speed-up).
+
+Run: ``python bench/deploy.py`` (about two minutes on a quiet 2-core machine).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cotenant.azurite import start_azurite  # noqa: E402
+from cotenant.devhost.testing import DevHostHarness  # noqa: E402
+from cotenant.lab.testing import running_lab  # noqa: E402
+from cotenant.plan import build_plan  # noqa: E402
+from cotenant.spec import parse_spec  # noqa: E402
+
+SCALE = 0.01  # seed timings / 100
+SCENARIOS = (("3 parties", REPO / "examples" / "three-party.yaml", "bench3"),
+             ("10 parties", REPO / "examples" / "ten-party.yaml", "bench10"))
+SETTINGS = {"COTENANT_CLOUD": "lab", "COTENANT_POLL_SECONDS": "0.1",
+            "COTENANT_RETRY_FIRST_SECONDS": "0.5", "COTENANT_REPORT_TIMEOUT_SECONDS": "300"}
+TARGET = 1.15
+
+
+def _t(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def makespan(timeline: dict) -> float:
+    entries = [e for e in timeline.values() if e.get("started") and e.get("ended")]
+    return max(_t(e["ended"]) for e in entries) - min(_t(e["started"]) for e in entries)
+
+
+def run_scenario(host: DevHostHarness, path: Path, name: str) -> dict:
+    spec = yaml.safe_load(path.read_text())
+    spec["name"] = name
+    plan = build_plan(parse_spec(spec))
+    started = time.monotonic()
+    r = host.http("POST", "/api/tenants", json=spec)
+    assert r.status_code == 202, r.text
+    status = host.wait(name, timeout=900)
+    wall = time.monotonic() - started
+    if status.runtime_status != "Completed":
+        raise SystemExit(f"{name} ended {status.runtime_status}: {status.custom_status}")
+    body = host.http("GET", f"/api/tenants/{name}").json()
+    return {"makespan": makespan(body["timeline"]), "wall": wall,
+            "critical": plan.critical_path_seconds * SCALE,
+            "sequential": plan.sequential_seconds * SCALE,
+            "parties": len(plan.parties), "episodes": host.stats.episodes}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="cotenant-bench-") as tmp:
+        root = Path(tmp)
+        azurite = start_azurite(root / "azurite")
+        try:
+            with running_lab(root / "lab", latency_scale=SCALE,
+                             azurite_connection_string=azurite.connection_string) as lab, \
+                    lab.activate(), \
+                    DevHostHarness(REPO / "function_app.py",
+                                   connection_string=azurite.connection_string,
+                                   task_hub="benchDeploy", triggers=True,
+                                   keys_file=root / "keys.json", settings=SETTINGS) as host:
+                results = [(label, run_scenario(host, path, name))
+                           for label, path, name in SCENARIOS]
+        finally:
+            azurite.stop()
+    print(f"deployment makespan, lab latency = seed timings x {SCALE} (same run)")
+    print(f"{'scenario':<11} {'makespan':>9} {'wall':>7} {'critical':>9} {'sequential':>11} "
+          f"{'makespan/critical':>18} {'sequential/makespan':>20}")
+    for label, r in results:
+        ratio = r["makespan"] / r["critical"]
+        print(f"{label:<11} {r['makespan']:>8.2f}s {r['wall']:>6.2f}s {r['critical']:>8.2f}s "
+              f"{r['sequential']:>10.2f}s {ratio:>17.2f}x {r['sequential'] / r['makespan']:>19.2f}x"
+              f"  {'OK' if ratio <= TARGET else 'above target ' + str(TARGET)}")
+    (_, three), (_, ten) = results
+    print(f"10 vs 3 parties: makespan x{ten['makespan'] / three['makespan']:.2f}, "
+          f"sequential sum x{ten['sequential'] / three['sequential']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
