@@ -203,6 +203,41 @@ class Engine:
             await self._commit(live, events, consumed)
         await self._finished(live)
 
+    async def suspend(self, iid: str, reason: str) -> None:
+        """Stop running episodes; events and results keep arriving and wait in the inbox."""
+        await self._set_suspended(iid, reason, suspend=True)
+
+    async def resume(self, iid: str, reason: str) -> None:
+        await self._set_suspended(iid, reason, suspend=False)
+
+    async def _set_suspended(self, iid: str, reason: str, *, suspend: bool) -> None:
+        live = await self._live(iid)
+        if live is None:
+            raise EngineError(404, f"No instance with ID '{iid}' found.")
+        async with live.lock:
+            rec = live.record
+            expected = ("Pending", "Running") if suspend else ("Suspended",)
+            if rec.runtime_status not in expected:
+                raise EngineError(410, f"Instance {iid} is {rec.runtime_status}")
+            now = self.timers.clock.now()
+            kind = EventType.EXECUTION_SUSPENDED if suspend else EventType.EXECUTION_RESUMED
+            if suspend:
+                live.eng["suspended_from"] = rec.runtime_status
+                rec.runtime_status = "Suspended"
+            else:
+                rec.runtime_status = live.eng.pop("suspended_from", "Running")
+            await self._commit(live, [h.event(kind, now, Reason=reason)], [])
+        if not suspend and live.inbox:
+            self._kick(live)
+
+    async def restart(self, iid: str, *, new_instance_id: bool) -> str:
+        """Start the instance's orchestrator again with its input (a new id by default)."""
+        live = await self._live(iid)
+        if live is None:
+            raise EngineError(404, f"No instance with ID '{iid}' found.")
+        rec = live.record
+        return await self.start(rec.name, rec.input, None if new_instance_id else iid)
+
     async def purge(self, iid: str) -> int:
         live = await self._live(iid)
         if live is None:
@@ -323,6 +358,8 @@ class Engine:
                 async with live.lock:
                     if live.record.runtime_status in TERMINAL:
                         live.inbox.clear()
+                        break
+                    if live.record.runtime_status == "Suspended":
                         break
                     batch = self._take_batch(live)
                     finished = await self._episode(live, batch)

@@ -14,7 +14,8 @@ from typing import Any
 class EventType(IntEnum):
     EXECUTION_STARTED = 0
     EXECUTION_COMPLETED = 1
-    EXECUTION_TERMINATED = 2
+    EXECUTION_FAILED = 2
+    EXECUTION_TERMINATED = 3
     TASK_SCHEDULED = 4
     TASK_COMPLETED = 5
     TASK_FAILED = 6
@@ -27,6 +28,8 @@ class EventType(IntEnum):
     ORCHESTRATOR_COMPLETED = 13
     EVENT_RAISED = 15
     CONTINUE_AS_NEW = 16
+    EXECUTION_SUSPENDED = 19
+    EXECUTION_RESUMED = 20
 
 
 def iso(ts: datetime) -> str:

@@ -126,6 +126,9 @@ class ManagementApi:
                 web.delete(prefix + "/instances/{id}", self.purge),
                 web.post(prefix + "/instances/{id}/raiseEvent/{event}", self.raise_event),
                 web.post(prefix + "/instances/{id}/terminate", self.terminate),
+                web.post(prefix + "/instances/{id}/suspend", self.suspend),
+                web.post(prefix + "/instances/{id}/resume", self.resume),
+                web.post(prefix + "/instances/{id}/restart", self.restart),
                 web.post(prefix + "/instances/{id}/{op}", self.not_emulated),
             ]
         return out
@@ -154,6 +157,17 @@ class ManagementApi:
         iid = await self.engine.start(request.match_info["name"], input_text,
                                       request.match_info.get("id"))
         payload = self.management_payload(_origin(request), iid)
+        if "timeout" in request.query:  # createAndWaitOnNewInstancePostUri
+            try:
+                timeout = min(float(request.query["timeout"]), 600.0)
+            except ValueError:
+                return error(400, "timeout must be a number of seconds")
+            try:
+                done = await self.engine.wait(iid, timeout)
+            except TimeoutError:
+                pass
+            else:
+                return json_response(status_json(done.record, show_input=True), 200)
         return json_response(payload, 202, {"Location": payload["statusQueryGetUri"]})
 
     async def status(self, request: web.Request) -> web.Response:
@@ -168,7 +182,7 @@ class ManagementApi:
                                      for e in live.history
                                      if e["EventType"] not in (h.EventType.ORCHESTRATOR_STARTED,
                                                                h.EventType.ORCHESTRATOR_COMPLETED)]
-        code = 202 if live.record.runtime_status in ("Pending", "Running") else 200
+        code = 202 if live.record.runtime_status in ("Pending", "Running", "Suspended") else 200
         if live.record.runtime_status == "Failed" and \
                 _flag(q.get("returnInternalServerErrorOnFailure"), False):
             code = 500
@@ -188,6 +202,19 @@ class ManagementApi:
         await self.engine.terminate(request.match_info["id"], request.query.get("reason", ""))
         return web.Response(status=202)
 
+    async def suspend(self, request: web.Request) -> web.Response:
+        await self.engine.suspend(request.match_info["id"], request.query.get("reason", ""))
+        return web.Response(status=202)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        await self.engine.resume(request.match_info["id"], request.query.get("reason", ""))
+        return web.Response(status=202)
+
+    async def restart(self, request: web.Request) -> web.Response:
+        new_id = _flag(request.query.get("restartWithNewInstanceId"), True)
+        iid = await self.engine.restart(request.match_info["id"], new_instance_id=new_id)
+        return json_response(iid, 202)
+
     async def purge(self, request: web.Request) -> web.Response:
         deleted = await self.engine.purge(request.match_info["id"])
         if not deleted:
@@ -197,7 +224,7 @@ class ManagementApi:
     async def purge_many(self, request: web.Request) -> web.Response:
         deleted = 0
         for record in _filter(await self.engine.records(), request.query):
-            if record.runtime_status not in ("Pending", "Running"):
+            if record.runtime_status not in ("Pending", "Running", "Suspended"):
                 deleted += await self.engine.purge(record.instance_id)
         if not deleted:
             return error(404, "No instances matched the purge criteria")

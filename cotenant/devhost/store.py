@@ -21,7 +21,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 TERMINAL = ("Completed", "Failed", "Terminated")
-ACTIVE = ("Pending", "Running")
+ACTIVE = ("Pending", "Running", "Suspended")
 _CHUNK = 30_000  # characters per string property (Azure Tables: 64 KiB UTF-16)
 _BATCH = 100  # operations per entity-group transaction
 _ROW_CHARS = 12 * _CHUNK  # history characters per row (entities hold at most 1 MiB)
@@ -202,7 +202,8 @@ class TableStore:
 
     async def active_ids(self) -> list[str]:
         query = self._client.query_entities(
-            "RowKey eq @rk and (RuntimeStatus eq 'Pending' or RuntimeStatus eq 'Running')",
+            "RowKey eq @rk and (RuntimeStatus eq 'Pending' or RuntimeStatus eq 'Running' "
+            "or RuntimeStatus eq 'Suspended')",
             parameters={"rk": INSTANCE_ROW}, select=["PartitionKey"])
         return [e["PartitionKey"] async for e in query]
 

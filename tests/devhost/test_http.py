@@ -177,3 +177,34 @@ def test_functions_declaring_context_receive_one(host: DevHostHarness) -> None:
     second = host.http("GET", "/api/whoami", key=False).json()
     assert first["function"] == "whoami"
     assert first["invocation"] and first["invocation"] != second["invocation"]
+
+
+def test_suspend_resume_and_restart_through_the_sdk_client(host: DevHostHarness) -> None:
+    iid = host.start_orchestration("approval")
+    host.wait_for_custom_status(iid, lambda s: s == {"phase": "waiting"})
+    assert host.http("POST", f"/api/ops/{iid}/suspend").status_code == 202
+    assert host.status(iid).runtime_status == "Suspended"
+    host.raise_event(iid, "Approval", "while suspended")
+    time.sleep(0.3)
+    assert host.status(iid).runtime_status == "Suspended"  # the event waits
+    assert host.http("POST", f"/api/ops/{iid}/resume").status_code == 202
+    status = host.wait(iid)
+    assert status.output == {"approved": "while suspended"}
+    kinds = [e["EventType"] for e in status.history]
+    assert kinds.index("ExecutionSuspended") < kinds.index("ExecutionResumed")
+    restarted = host.http("POST", f"/api/ops/{iid}/restart").json()["id"]
+    assert restarted != iid
+    assert host.wait_for_status(restarted, "Running").name == "approval"
+    assert host.http("POST", f"/api/ops/{iid}/suspend").status_code == 202  # 410 tolerated
+    assert host.status(iid).runtime_status == "Completed"
+
+
+def test_create_and_wait_returns_the_finished_status(host: DevHostHarness) -> None:
+    links = host.http("POST", "/api/orchestrators/hello_sequence", json=["w"]).json()
+    base = links["statusQueryGetUri"].split("/instances/")[0]
+    code = links["statusQueryGetUri"].split("code=")[1]
+    done = httpx.post(f"{base}/orchestrators/hello_sequence?timeout=10&code={code}",
+                      json=["v"])
+    assert done.status_code == 200 and done.json()["output"] == ["Hello v!"]
+    pending = httpx.post(f"{base}/orchestrators/waits_forever?timeout=0.2&code={code}")
+    assert pending.status_code == 202 and "statusQueryGetUri" in pending.json()

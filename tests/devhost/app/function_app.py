@@ -226,6 +226,17 @@ async def http_instances(req: func.HttpRequest, client: df.DurableOrchestrationC
                              mimetype="application/json")
 
 
+@app.route(route="ops/{instance_id}/{op:alpha}", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def http_ops(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    """suspend, resume or restart an instance through the SDK's client."""
+    iid, op = req.route_params["instance_id"], req.route_params["op"]
+    if op == "restart":
+        return func.HttpResponse(json.dumps({"id": await client.restart(iid)}))
+    await getattr(client, op)(iid, "from a test")
+    return func.HttpResponse(status_code=202)
+
+
 @app.route(route="items/{id:int}/{label?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def item(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps({"id": int(req.route_params["id"]),
