@@ -6,7 +6,8 @@ ACI confidential sidecar compatible:
     POST /key/release   {"maa_endpoint", "akv_endpoint", "kid"} -> {"key": "<private JWK>"}
                         (403 unless ``allow_private_key_release`` is set in the config)
 Workload routes (no key material leaves except a sealed file's own data key):
-    GET  /attest/claims -> {"claims": {...}} of the agent's current token
+    GET  /attest/claims -> {"claims": {...}, "verified": true} of the agent's current token,
+                           verified here against the configured authority's keys
     GET  /keys          -> {"keys": [{vault, name, state, kid, version, release_policy, ...}]}
     GET  /isolation     -> {"results": [{vault, name, released, status, code, message}]}
                         (asks the configured other parties' vaults; see isolation_probes)
@@ -42,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cotenant.crypto.envelope import open_sealed
 from cotenant.crypto.errors import CryptoError
+from cotenant.crypto.tokens import TokenError, TokenVerifier
 from guest_agent.backends import AttestationError
 from guest_agent.imds import IdentityError
 from guest_agent.jwk import private_jwk
@@ -176,10 +178,18 @@ def build_app(agent: Agent) -> Starlette:
             "keys": agent.keys.status(),
         })
 
+    verifier = TokenVerifier([config.attestation.endpoint],
+                             verify=config.tls.resolved_bundle() or True)
+
     async def claims(_: Request) -> Response:
         if not agent.tee.attested:
             raise ApiError(409, "NotAttested", "the VM has not attested yet")
-        return JSONResponse({"claims": agent.tee.claims()})
+        try:
+            verified = await anyio.to_thread.run_sync(agent.tee.claims, verifier)
+        except TokenError as exc:
+            raise ApiError(502, "TokenUnverified", str(exc)) from None
+        return JSONResponse({"claims": verified, "verified": True,
+                             "issuer": config.attestation.endpoint})
 
     async def keys(_: Request) -> Response:
         return JSONResponse({"keys": agent.keys.status()})

@@ -6,8 +6,7 @@ import threading
 import time
 from typing import Any
 
-import jwt
-
+from cotenant.crypto.tokens import TokenVerifier
 from guest_agent.backends import AttestationBackend, AttestationError
 
 
@@ -53,11 +52,12 @@ class Tee:
             return {"attested": False}
         return {"attested": True, "attested_at": self._attested_at}
 
-    def claims(self) -> dict[str, Any]:
-        """The current token's claims, decoded without verification (display only: the
-        control plane and the vault verify the token themselves)."""
-        token = self.current_token()
-        return jwt.decode(token, options={"verify_signature": False})
+    def claims(self, verifier: TokenVerifier) -> dict[str, Any]:
+        """The current token's claims, verified against the configured attestation authority
+        (signature via its JWKS, issuer, expiry, the nonce it was obtained with). Raises
+        ``TokenError``."""
+        token, nonce = self.current_token(), self._nonce
+        return verifier.verify(token, nonce=nonce).claims
 
     def forget(self) -> None:
         with self._lock:

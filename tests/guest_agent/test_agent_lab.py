@@ -71,6 +71,9 @@ def test_attests_and_releases_own_and_granted_partner_keys(
     assert states == {"contoso-secret-key": "released", "fabrikam-secret-key": "released",
                       "woodgrove-secret-key": "denied"}
     assert status["attested"] is True
+    claims = AgentClient(f"http://{config.api.listen}").claims()  # verified by the agent
+    assert claims["x-ms-runtime"]["client-payload"]["nonce"] == config.orchestration.nonce
+    assert claims["x-ms-isolation-tee"]["x-ms-compliance-status"] == "azure-compliant-cvm"
     contoso = next(k for k in status["keys"] if k["name"] == "contoso-secret-key")
     assert contoso["release_policy"]["anyOf"][0]["authority"] == world.authority
     assert set(contoso["public_jwk"]) == {"kty", "n", "e"}  # public half only
