@@ -71,7 +71,11 @@ SECURITY_TYPES = {"confidential": "ConfidentialVM", "debuggable": "ConfidentialV
 
 
 def vm_json(vm: Vm, supervisor: VmSupervisor) -> dict[str, Any]:
+    identities = supervisor.store.read().identities
     return {**vm.model_dump(exclude={"hardware_public_key"}),
+            "principal_ids": [identities[c].principal_id for c in vm.identities
+                              if c in identities],
+            "provisioning_state": "Succeeded",
             "agent_running": supervisor.agent_running(vm.name),
             "security_type": SECURITY_TYPES[vm.kind],
             "directory": str(supervisor.directory(vm.name))}

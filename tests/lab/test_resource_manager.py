@@ -88,6 +88,7 @@ def test_three_party_tenant_deploys(lab_env: RunningLab) -> None:
     first, last = plan.parties[0], plan.parties[2]
     assert vms[first.vm_name]["security_type"] == "ConfidentialVM"
     assert vms[last.vm_name]["security_type"] == "TrustedLaunch"
+    assert vms[first.vm_name]["principal_ids"] == [parties[first.party]["identityPrincipalId"]]
     assert (Path(vms[first.vm_name]["directory"]) / "agent.toml").read_text() == AGENT_TOML
     assignments = client.role_assignments()
     for grant in plan.grants:
