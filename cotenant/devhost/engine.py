@@ -367,8 +367,31 @@ class Engine:
                     await self._finished(live)
         except Exception:
             log.exception("episode of %s failed", live.record.instance_id)
+            self._spawn(self._reload(live))
         finally:
             live.draining = False
+
+    async def _reload(self, live: Live) -> None:
+        """After a failed commit: forget the in-memory state, resume from the last commit."""
+        iid = live.record.instance_id
+        if self._lives.get(iid) is not live:
+            return
+        del self._lives[iid]
+        for handle in live.timer_handles.values():
+            self.timers.cancel(handle)
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                fresh = await self._live(iid)
+            except Exception as exc:
+                log.warning("instance %s: storage unavailable (%s); retrying in %.0fs", iid,
+                            type(exc).__name__, delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if fresh is not None and fresh.record.runtime_status in ACTIVE:
+                await self._resume(fresh)
+            return
 
     def _retry_kind(self, live: Live, evt: dict[str, Any]) -> str | None:
         kind = evt["EventType"]

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from .engine import Engine, EngineError
 from .responses import error, json_response
 from .store import InstanceRecord
 
+log = logging.getLogger("cotenant.devhost")
 WEBHOOK = "/runtime/webhooks/durabletask"
 
 
@@ -150,6 +152,11 @@ class ManagementApi:
             return error(exc.status, str(exc))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error(400, "Only application/json request content is supported")
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("management request %s %s failed", request.method, request.path)
+            return error(503, "the devhost could not complete the request (storage?)")
 
     # ---------------------------------------------------------------- handlers
     async def start(self, request: web.Request) -> web.Response:

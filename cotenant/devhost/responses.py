@@ -9,7 +9,7 @@ from aiohttp import web
 
 _CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed",
           409: "Conflict", 410: "Gone", 413: "PayloadTooLarge", 500: "InternalError",
-          501: "NotImplemented"}
+          501: "NotImplemented", 503: "ServiceUnavailable"}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
