@@ -8,12 +8,14 @@ the key that was asked for, then returned to the caller, who keeps it in memory 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 from cotenant.crypto.errors import CryptoError
 from cotenant.crypto.skr import ReleasedKey, verify_release_response
@@ -73,7 +75,9 @@ def _enc_refused(response: httpx.Response) -> bool:
 def load_trust_anchors(ca_bundle: str | None) -> list[x509.Certificate] | None:
     if ca_bundle is None:
         return None
-    with open(ca_bundle, "rb") as fh:
+    with open(ca_bundle, "rb") as fh, warnings.catch_warnings():
+        # System bundles hold a few roots with non-positive serials; they are still roots.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         return x509.load_pem_x509_certificates(fh.read())
 
 
