@@ -77,3 +77,46 @@ def test_list_is_empty_and_valid(api_host):
     assert r.status_code == 200
     validate(openapi(api_host), "TenantList", r.json())
     assert r.json() == {"tenants": []}
+
+
+def _quarantined(azurite, count: int, timeout: float = 20) -> list[dict]:
+    import json
+    import time
+
+    from azure.storage.queue import QueueClient
+
+    queue = QueueClient.from_connection_string(azurite.connection_string,
+                                               "guest-reports-quarantine")
+    deadline = time.monotonic() + timeout
+    found: list[dict] = []
+    while time.monotonic() < deadline and len(found) < count:
+        try:
+            for message in queue.receive_messages():
+                found.append(json.loads(message.content))
+                queue.delete_message(message)
+        except Exception:  # noqa: BLE001 - the queue appears with the first quarantine
+            pass
+        time.sleep(0.2)
+    return found
+
+
+def test_malformed_and_unroutable_reports_are_quarantined_with_a_reason(api_host, azurite):
+    from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+    from guest_agent.reports import make_report
+
+    queue = QueueClient.from_connection_string(azurite.connection_string, "guest-reports",
+                                               message_encode_policy=TextBase64EncodePolicy())
+    queue.send_message('{"schema_version": 1, "tenant": "x"}')
+    queue.send_message("not json at all")
+    stranger = make_report(tenant="ghost", party="contoso", vm="vm-ghost-contoso",
+                           instance="ghost:contoso:1", nonce="n" * 16, event="attested")
+    queue.send_message(stranger.to_json())
+    hijack = make_report(tenant="ghost", party="contoso", vm="vm", instance="other:contoso:1",
+                         nonce="n" * 16, event="attested")
+    queue.send_message(hijack.to_json())
+    reasons = sorted(m["reason"] for m in _quarantined(azurite, 4))
+    assert len(reasons) == 4, reasons
+    assert sum(r.startswith("invalid report") for r in reasons) == 2
+    assert "unknown tenant 'ghost'" in reasons
+    assert "instance 'other:contoso:1' does not belong to tenant 'ghost'" in reasons

@@ -196,6 +196,24 @@ def test_audit_lists_attestations_and_releases(stack, outcomes):
     assert "token" not in r.text.replace("token_sha256", "")
 
 
+def test_scheduled_rotation_starts_once_a_day_when_due(stack, outcomes):
+    from datetime import UTC, datetime, timedelta
+
+    import azure.durable_functions as df
+
+    from cotenant.api.events import rotate_due_tenants
+
+    client = df.DurableOrchestrationClient(stack.host.management.client_binding(stack.base_url))
+    today = datetime.now(UTC)
+    assert stack._run(rotate_due_tenants(client, today)) == []  # rotated minutes ago
+    later = today + timedelta(days=91)
+    assert stack._run(rotate_due_tenants(client, later)) == ["demo"]
+    assert stack._run(rotate_due_tenants(client, later)) == []  # a double fire does nothing
+    status = stack.wait(f"demo:rotate:{later:%Y-%m-%d}", timeout=90)
+    assert status.runtime_status == "Completed", status.custom_status
+    assert status.input["reason"] == "scheduled"
+
+
 def test_teardown_removes_everything(stack, outcomes, lab_stack):
     r = stack.http("DELETE", "/api/tenants/demo")
     assert r.status_code == 202
@@ -205,3 +223,30 @@ def test_teardown_removes_everything(stack, outcomes, lab_stack):
     assert not [v for v in lab_stack.client.vms() if v["name"].startswith("vm-demo-")]
     assert not [i for i in lab_stack.client.identities() if i["name"].startswith("id-demo-")]
     assert tenant(stack, "demo")["teardown"]["runtime_status"] == "Completed"
+
+
+def test_devhost_restart_mid_deploy_completes_without_duplicates(stack, spec, lab_stack):
+    from azure.identity import ManagedIdentityCredential
+    from azure.keyvault.keys import KeyClient
+
+    spec["name"] = "rstrt"
+    assert stack.http("POST", "/api/tenants", json=spec).status_code == 202
+    stack.wait_for_custom_status(
+        "rstrt", lambda s: bool(s) and any(k.startswith("provision:") and v["state"] == "running"
+                                           for k, v in s.get("timeline", {}).items()),
+        timeout=120)
+    stack.restart()
+    status = stack.wait("rstrt", timeout=180)
+    assert status.runtime_status == "Completed", status.custom_status
+    lab = lab_stack.client
+    assert sorted(i["name"] for i in lab.identities() if i["name"].startswith("id-rstrt-")) == \
+        ["id-rstrt-contoso", "id-rstrt-fabrikam", "id-rstrt-woodgrove"]
+    assert len([v for v in lab.vms() if v["name"].startswith("vm-rstrt-")]) == 3
+    credential = ManagedIdentityCredential()
+    for party in tenant(stack, "rstrt")["parties"]:
+        keys = KeyClient(lab.vault_url(party["vault"]), credential)
+        versions = list(keys.list_properties_of_key_versions(party["app_key"]))
+        assert len(versions) == 1, party["name"]
+    grants = [(a["principal_id"], a["scope"]) for a in lab.role_assignments()
+              if "kv-rstrt-" in a["scope"]]
+    assert len(grants) == len(set(grants))

@@ -1,0 +1,69 @@
+"""Pure pieces of the orchestrators: the phase graph they schedule and report bookkeeping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from cotenant.plan import build_plan
+from cotenant.spec import parse_spec
+from orchestrators.deploy import schedule_graph
+from orchestrators.party import key_name_of, release_outcomes
+from orchestrators.rotate import confirmed, expected_rotations
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def plan(name: str = "three-party.yaml") -> dict:
+    spec = yaml.safe_load((REPO / "examples" / name).read_text())
+    return build_plan(parse_spec(spec)).model_dump(mode="json")
+
+
+def test_each_party_chain_is_one_node_after_the_grants_it_needs():
+    graph = schedule_graph(plan())
+    assert "cvm:contoso" not in graph and "verify:woodgrove" not in graph
+    assert set(graph["provision:woodgrove"]) == {
+        "network", "party:woodgrove", "grants:contoso", "grants:fabrikam", "grants:woodgrove"}
+    assert set(graph["provision:contoso"]) == {"network", "party:contoso", "grants:contoso"}
+    assert set(graph["finalize"]) == {"provision:contoso", "provision:fabrikam",
+                                      "provision:woodgrove", "gateway"}
+    assert graph["gateway"] == ["network"]
+
+
+def test_graph_is_acyclic_and_complete_for_ten_parties():
+    from graphlib import TopologicalSorter
+
+    graph = schedule_graph(plan("ten-party.yaml"))
+    order = list(TopologicalSorter(graph).static_order())
+    assert order[0] == "resource-group" and order[-1] == "finalize"
+    assert sum(n.startswith("provision:") for n in graph) == 10
+
+
+def test_release_outcomes_map_key_ids_to_owners():
+    owners = {"contoso-secret-key": "contoso", "fabrikam-secret-key": "fabrikam"}
+    reports = [
+        {"event": "attested"},
+        {"event": "released", "key_id": "https://kv/keys/contoso-secret-key/abc",
+         "key_version": "abc"},
+        {"event": "release-denied", "key_id": "https://kv2/keys/fabrikam-secret-key",
+         "error_code": "Forbidden/ForbiddenByRbac"},
+        {"event": "released", "key_id": "https://kv/keys/unknown-key/1"},
+    ]
+    got = release_outcomes(reports, owners)
+    assert got["contoso"]["outcome"] == "released" and got["contoso"]["version"] == "abc"
+    assert got["fabrikam"]["outcome"] == "refused"
+    assert set(got) == {"contoso", "fabrikam"}
+    assert key_name_of(None) is None and key_name_of("https://kv/secrets/x") is None
+
+
+def test_rotation_needs_every_grantee_with_the_exact_new_version():
+    p = plan()
+    expected = expected_rotations(p, {"contoso": "v2", "fabrikam": "f2", "woodgrove": "w2"})
+    assert expected[("woodgrove", "contoso-secret-key")] == "v2"
+    assert ("fabrikam", "contoso-secret-key") not in expected
+    stale = {"event": "rotated", "party": "woodgrove",
+             "key_id": "https://kv/keys/contoso-secret-key/v1", "key_version": "v1"}
+    good = {**stale, "key_id": "https://kv/keys/contoso-secret-key/v2", "key_version": "v2"}
+    assert confirmed([stale], expected) == set()
+    assert confirmed([good], expected) == {("woodgrove", "contoso-secret-key")}
