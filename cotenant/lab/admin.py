@@ -91,6 +91,10 @@ class AdminApi:
         return JSONResponse({"status": "ok"})
 
     async def lab_info(self, _request: Request) -> JSONResponse:
+        with self.store.lock:
+            return self._info()
+
+    def _info(self) -> JSONResponse:
         state = self.store.read()
         return JSONResponse({**self.info, "tenant_id": state.tenant_id,
                              "subscription_id": state.subscription_id,
@@ -107,7 +111,8 @@ class AdminApi:
         return JSONResponse(identity.model_dump())
 
     async def list_identities(self, _request: Request) -> JSONResponse:
-        return JSONResponse([i.model_dump() for i in self.store.read().identities.values()])
+        with self.store.lock:
+            return JSONResponse([i.model_dump() for i in self.store.read().identities.values()])
 
     async def create_vault(self, request: Request) -> JSONResponse:
         body = await json_body(request)
@@ -172,7 +177,8 @@ class AdminApi:
         return JSONResponse(self.grant(self.principal_of(body), scope, role).model_dump())
 
     async def list_role_assignments(self, _request: Request) -> JSONResponse:
-        return JSONResponse([a.model_dump() for a in self.store.read().role_assignments])
+        with self.store.lock:
+            return JSONResponse([a.model_dump() for a in self.store.read().role_assignments])
 
     async def create_vm(self, request: Request) -> JSONResponse:
         body = await json_body(request)
@@ -188,7 +194,8 @@ class AdminApi:
         return JSONResponse(vm_json(vm, self.vms))
 
     async def list_vms(self, _request: Request) -> JSONResponse:
-        return JSONResponse([vm_json(v, self.vms) for v in self.store.read().vms.values()])
+        with self.store.lock:
+            return JSONResponse([vm_json(v, self.vms) for v in self.store.read().vms.values()])
 
     def _vm(self, request: Request) -> Vm:
         vm = self.store.read().vms.get(request.path_params["name"])

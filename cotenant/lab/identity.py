@@ -126,7 +126,8 @@ class IdentityService:
             raise HttpError(400, "invalid_request", "Required metadata header not specified")
         resource = _resource_of(request.query_params.get("resource"))
         client_id = request.query_params.get("client_id")
-        running = [v for v in self.store.read().vms.values() if v.status == "running"]
+        with self.store.lock:
+            running = [v for v in self.store.read().vms.values() if v.status == "running"]
         if "vm" in request.path_params:
             vm = next((v for v in running if v.name == request.path_params["vm"]), None)
         else:  # the shared IMDS address: the identity must belong to some running VM

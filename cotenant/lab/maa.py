@@ -103,8 +103,9 @@ class AttestationService:
             raise HttpError(400, "InvalidParameter", "'AttestationInfo' is required")
         try:
             info, quote = quoted_vm(info_value)
-            vm = next((v for v in self.store.read().vms.values()
-                       if v.vm_unique_id == quote["vmUniqueId"]), None)
+            with self.store.lock:
+                vm = next((v for v in self.store.read().vms.values()
+                           if v.vm_unique_id == quote["vmUniqueId"]), None)
             if vm is None or not vm.hardware_public_key:
                 raise EvidenceError("the evidence comes from an unknown platform")
             evidence = verify_attestation_info(info, quote, vm.hardware_public_key)

@@ -132,7 +132,9 @@ class ResourceManager:
             return group
 
     def _delete_group(self, name: str) -> None:
-        for vm in [v.name for v in self.store.read().vms.values() if v.resource_group == name]:
+        with self.store.lock:
+            vms = [v.name for v in self.store.read().vms.values() if v.resource_group == name]
+        for vm in vms:
             self.vms.delete(vm)
         with self.store.edit() as state:
             vaults = {n for n, v in state.vaults.items() if v.resource_group == name}
@@ -399,8 +401,9 @@ class ResourceManager:
 
     async def list_deployments(self, request: Request) -> JSONResponse:
         rg = request.path_params["rg"]
-        return JSONResponse([d.model_dump() for d in self.store.read().deployments.values()
-                             if d.resource_group == rg])
+        with self.store.lock:
+            return JSONResponse([d.model_dump() for d in self.store.read().deployments.values()
+                                 if d.resource_group == rg])
 
     async def latency(self, request: Request) -> JSONResponse:
         if request.method == "PUT":

@@ -144,6 +144,14 @@ class VaultService:
 
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch(self, call: _Call) -> tuple[int, Any]:
+        """Serve one call; everything but a release runs under the state lock (a release
+        fetches the issuer's keys over HTTP from this same process, so it must not)."""
+        if call.segments[-1:] == ["release"]:
+            return self._route(call)
+        with self.store.lock:
+            return self._route(call)
+
+    def _route(self, call: _Call) -> tuple[int, Any]:
         seg, method = call.segments, call.method
         if seg == ["keys"] and method == "GET":
             return self._list(call)
