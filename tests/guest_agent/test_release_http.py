@@ -231,3 +231,15 @@ def test_isolation_probe_reports_the_refusal_and_never_unwraps(rig: Rig) -> None
                        "message": "Caller is not authorized"}
     leaked = rig.releaser.probe(rig.key, rig.tee)  # StubTee.decrypt would fail if unwrapped
     assert leaked["released"] is True and leaked["status"] == 200
+
+
+def test_queue_credential_asks_imds_for_the_storage_audience(rig: Rig) -> None:
+    from guest_agent.imds import ImdsCredential
+
+    rig.imds.responses.append(_token("storage-token"))
+    credential = ImdsCredential(rig.releaser.imds)
+    token = credential.get_token("https://storage.azure.com/.default")
+    assert token.token == "storage-token"
+    assert "resource=https%3A%2F%2Fstorage.azure.com&" in rig.imds.requests[0]["path"]
+    assert credential.get_token("https://storage.azure.com/.default").token == "storage-token"
+    assert len(rig.imds.requests) == 1  # cached until shortly before expiry
