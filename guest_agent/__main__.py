@@ -31,7 +31,7 @@ def _run(config_path: str, log_level: str) -> int:
     config = load_config(config_path)  # fail fast, before the heavy imports
     from guest_agent.agent import Agent
     from guest_agent.backends import AttestationError
-    from guest_agent.server import BindRefused, make_server
+    from guest_agent.server import BindRefused, bind, make_server
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -39,17 +39,23 @@ def _run(config_path: str, log_level: str) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        agent = Agent.from_config(config)
-    except (AttestationError, OSError, ValueError) as exc:
-        return _fail(f"cannot start: {exc}")
-    try:
-        server = make_server(agent)
-        agent.bootstrap()
-        agent.start_background()
-        server.run()
+        sock = bind(config.api)
     except BindRefused as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot listen on {config.api.listen}: {exc.strerror or exc}")
+    try:
+        agent = Agent.from_config(config)
+        server = make_server(agent)
+    except (AttestationError, OSError, ValueError) as exc:
+        sock.close()
+        return _fail(f"cannot start: {exc}")
+    try:
+        agent.bootstrap()
+        agent.start_background()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         agent.close()
     return 0
 

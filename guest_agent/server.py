@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import uvicorn
 
 from guest_agent.agent import Agent
 from guest_agent.api import build_app
-from guest_agent.config import is_loopback
+from guest_agent.config import Api, is_loopback
 
 
 class BindRefused(ValueError):
@@ -29,3 +31,20 @@ def make_server(agent: Agent) -> uvicorn.Server:
         access_log=False, lifespan="off", server_header=False, proxy_headers=False,
     )
     return uvicorn.Server(config)
+
+
+def bind(api: Api) -> socket.socket:
+    """Bind the API's listening socket first (before attesting), so a taken port or a refused
+    address fails the start instead of leaving an agent that reported success unreachable."""
+    check_bind(api.host, force=api.force_non_loopback)
+    family = socket.AF_INET6 if ":" in api.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((api.host, api.port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

@@ -106,3 +106,18 @@ def test_cli_run_refuses_a_non_loopback_bind(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "not a loopback address" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_run_fails_fast_when_the_api_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        data = _base()
+        data["api"] = {"listen": f"127.0.0.1:{taken.getsockname()[1]}"}
+        path = write_config(parse_config(data), tmp_path / "agent.toml")
+        result = _cli("run", "--config", str(path))
+    assert result.returncode == 2
+    assert "cannot listen on 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
