@@ -113,3 +113,14 @@ def test_config_file_form_for_the_control_plane_bootstrap(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert "install /etc/cotenant/agent.toml as" in result.stdout
     assert "(0640 root:cotenant-agent)" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_rates_the_unit_as_well_hardened() -> None:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
+                             str(UNIT)], capture_output=True, text=True, timeout=60)
+    if "Unknown option" in result.stderr or "unrecognized option" in result.stderr:
+        pytest.skip("systemd-analyze is too old for --offline")
+    line = next(x for x in result.stdout.splitlines() if "Overall exposure level" in x)
+    exposure = float(line.split(":", 1)[1].split()[0])
+    assert exposure <= 2.0, result.stdout
