@@ -122,7 +122,9 @@ install_bundle() {
         work="$WORK"
     fi
     bundle="$work/bundle.tar.gz"
-    run apt-get install -y --no-install-recommends python3-venv
+    run env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        python3-venv
     run curl --fail --silent --show-error --location --proto '=https' --tlsv1.2 \
         --retry 5 --retry-delay 3 --output "$bundle" "$BUNDLE_URL"
     if [[ "$DRY_RUN" -eq 1 ]]; then
@@ -132,11 +134,14 @@ install_bundle() {
         [[ "$actual" == "$BUNDLE_SHA256" ]] || die "bundle hash mismatch (got $actual)"
     fi
     run tar -xzf "$bundle" -C "$work"
+    # The venv must be readable (not writable) by the agent's user: 022 while installing.
+    umask 022
     run python3 -m venv "$VENV"
     run "$VENV/bin/python" -m pip install --no-index --find-links "$work/wheels" \
         --require-hashes --only-binary=:all: --no-cache-dir -r "$work/requirements.lock"
+    umask 077
     run chown -R root:root "$PREFIX"
-    run chmod -R go-w "$PREFIX"
+    run chmod -R u=rwX,go=rX "$PREFIX"
 }
 
 write_config() {

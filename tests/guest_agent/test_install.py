@@ -51,6 +51,9 @@ def test_dry_run_plans_a_locked_down_install(tmp_path: Path) -> None:
     assert "--require-hashes" in plan and "--no-index" in plan
     assert "git clone" not in plan and "git+" not in plan
     assert "--proto =https" in plan
+    # The agent's user can read (not write) the venv: installed root-owned, go=rX.
+    assert "chown -R root:root /opt/cotenant-agent" in plan
+    assert "chmod -R u=rwX,go=rX /opt/cotenant-agent" in plan
     # The hardened unit is installed and started.
     assert "systemctl enable --now cotenant-guest-agent.service" in plan
     # The configuration's content is never echoed; the dry run touches nothing.
