@@ -26,6 +26,8 @@ from orchestrators.common import (
 from orchestrators.monitor import monitor
 from orchestrators.reports import wait_reports
 
+DEBUG_CREDENTIALS_NOTICE = ("shown because this tenant runs in debug mode (SSH through "
+                            "Bastion); never use a debug tenant with real data")
 OUTCOMES = {"released": "released", "release-denied": "refused", "failed": "failed"}
 
 
@@ -75,9 +77,16 @@ def provision_party(context: df.DurableOrchestrationContext):
     try:
         challenge = yield context.call_activity_with_retry("new_challenge", retry, party)
         nonce = challenge["nonce"]
+        extra: dict[str, Any] = {"nonce": nonce, "instance": context.instance_id}
+        if plan["debug"]:
+            credentials = yield context.call_activity_with_retry(
+                "new_debug_credentials", retry, party)
+            extra["debug_credentials"] = {"username": credentials["username"],
+                                          "password": credentials["password"]}
+            progress.set(debug_credentials={**extra["debug_credentials"],
+                                            "notice": DEBUG_CREDENTIALS_NOTICE})
         progress.start(step)
-        yield monitor(context, plan, "cvm", party, timing, nonce=nonce,
-                      instance=context.instance_id)
+        yield monitor(context, plan, "cvm", party, timing, **extra)
         progress.finish(step)
 
         step = f"bootstrap:{party}"

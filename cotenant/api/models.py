@@ -61,6 +61,12 @@ class ReleaseOutcome(_Model):
     at: str | None = None
 
 
+class DebugCredentials(_Model):
+    username: str
+    password: str
+    notice: str
+
+
 class PartyStatus(_Model):
     name: str
     state: str
@@ -77,6 +83,8 @@ class PartyStatus(_Model):
     attestation: dict[str, Any] | None = None
     releases: dict[str, ReleaseOutcome] = Field(
         default_factory=dict, description="key owner → outcome of this VM's release attempt")
+    debug_credentials: DebugCredentials | None = Field(
+        default=None, description="only for tenants whose spec enables debug mode")
 
 
 class TrustCell(_Model):

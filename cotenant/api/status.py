@@ -71,7 +71,8 @@ def operation(status: Any) -> Operation:
 
 
 def _party(name: str, parent: dict[str, Any], child: dict[str, Any] | None,
-           plan_party: dict[str, Any] | None, grants: dict[str, list[str]]) -> PartyStatus:
+           plan_party: dict[str, Any] | None, grants: dict[str, list[str]],
+           debug: bool) -> PartyStatus:
     child = child or {}
     lines = child.get("timeline") or {}
     releases = child.get("releases") or parent.get("releases") or {}
@@ -90,6 +91,7 @@ def _party(name: str, parent: dict[str, Any], child: dict[str, Any] | None,
         attested=bool(child.get("attested") or parent.get("attested")),
         attestation=child.get("attestation"),
         releases=releases,
+        debug_credentials=child.get("debug_credentials") if debug else None,
     )
 
 
@@ -98,6 +100,7 @@ def tenant_status(deploy: Any, children: dict[str, Any], plan: dict[str, Any] | 
                   ) -> TenantStatus:
     """``children``: party → its provision_party status (or None)."""
     custom = decoded(deploy.custom_status) or {}
+    debug = bool(custom.get("debug"))
     output = decoded(deploy.output) if runtime(deploy) == "Completed" else None
     grants = (output or {}).get("grants") or {}
     merged_timeline = dict(custom.get("timeline") or {})
@@ -110,8 +113,7 @@ def tenant_status(deploy: Any, children: dict[str, Any], plan: dict[str, Any] | 
         if child:
             merged_timeline.update(child.get("timeline") or {})
             errors += [e for e in child.get("errors") or [] if e not in errors]
-        parties.append(_party(name, state, child, party_plans.get(name), grants))
-    debug = bool(custom.get("debug"))
+        parties.append(_party(name, state, child, party_plans.get(name), grants, debug))
     return TenantStatus(
         name=deploy.instance_id,
         runtime_status=runtime(deploy),

@@ -3,8 +3,8 @@ agents running in the lab's simulated CVMs.
 
 Four tenants deploy concurrently (one module-scoped run, to keep the suite short):
 ``demo`` (the reference scenario, with a transient failure injected into one deployment),
-``dbgvm`` (Woodgrove's VM is debuggable), ``perm`` (the gateway deployment is refused
-permanently) and ``mute`` (Contoso's VM dies before its agent reports). Then ``demo`` is
+``dbgvm`` (debug mode, and Woodgrove's VM is debuggable), ``perm`` (the gateway deployment
+is refused permanently) and ``mute`` (Contoso's VM dies before its agent reports). Then ``demo`` is
 re-posted, rotated and torn down, and a fifth tenant survives a devhost restart mid-deploy.
 """
 
@@ -55,6 +55,7 @@ def outcomes(stack, lab_stack):
         for name in TENANTS:
             spec = copy.deepcopy(base)
             spec["name"] = name
+            spec["debug"] = name == "dbgvm"
             r = stack.http("POST", "/api/tenants", json=spec)
             assert r.status_code == 202, r.text
         results = {name: stack.wait(name, timeout=180) for name in TENANTS}
@@ -143,6 +144,18 @@ def test_debuggable_vm_is_refused_at_verification(stack, outcomes):
     assert body["timeline"]["verify:woodgrove"]["state"] == "failed"
     woodgrove = next(p for p in body["parties"] if p["name"] == "woodgrove")
     assert woodgrove["attested"] is False
+
+
+def test_debug_mode_is_explicit_with_bastion_and_shown_credentials(stack, outcomes):
+    body = tenant(stack, "dbgvm")  # the spec enabled debug mode
+    assert body["debug"] is True and "debug mode is ON" in body["notice"]
+    assert body["timeline"]["bastion"]["state"] == "succeeded"
+    contoso = next(p for p in body["parties"] if p["name"] == "contoso")
+    credentials = contoso["debug_credentials"]
+    assert len(credentials["password"]) == 40 and "debug mode" in credentials["notice"]
+    plain = tenant(stack, "demo")
+    assert plain["debug"] is False and "bastion" not in plain["timeline"]
+    assert all(p.get("debug_credentials") is None for p in plain["parties"])
 
 
 def test_reposting_the_same_spec_changes_nothing(stack, outcomes, spec, lab_stack):
