@@ -53,7 +53,7 @@ def test_dry_run_plans_a_locked_down_install(tmp_path: Path) -> None:
     assert "--proto =https" in plan
     # The agent's user can read (not write) the venv: installed root-owned, go=rX.
     assert "chown -R root:root /opt/cotenant-agent" in plan
-    assert "chmod -R u=rwX,go=rX /opt/cotenant-agent" in plan
+    assert "chmod -R u=rwX\\,go=rX /opt/cotenant-agent" in plan  # printf %q escapes the comma
     # The hardened unit is installed and started.
     assert "systemctl enable --now cotenant-guest-agent.service" in plan
     # The configuration's content is never echoed; the dry run touches nothing.
