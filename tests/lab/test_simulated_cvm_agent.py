@@ -1,0 +1,56 @@
+"""A simulated CVM runs the real guest agent, which attests and releases its key in the lab."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from azure.storage.queue import QueueClient
+
+from cotenant.azurite import Azurite, free_port
+from cotenant.lab.testing import RunningLab
+from tests.lab.helpers import make_skr_key, unique
+
+agent_config = pytest.importorskip("guest_agent.config")
+
+
+@pytest.mark.azurite
+@pytest.mark.slow
+def test_guest_agent_in_a_simulated_cvm_releases_its_key(lab_env: RunningLab,
+                                                         azurite: Azurite) -> None:
+    key = make_skr_key(lab_env)
+    client = lab_env.client
+    reports, commands = unique("lab-reports"), unique("lab-commands")
+    for queue in (reports, commands):
+        QueueClient.from_connection_string(azurite.connection_string, queue).create_queue()
+    config = agent_config.AgentConfig(
+        tenant="labtest", party="contoso", vm_name="labtest-vm",
+        orchestration={"instance": "labtest", "nonce": "nonce-0123456789"},
+        attestation={"endpoint": client.endpoints.attestation_url},
+        identity={"client_id": key.releaser["client_id"]},
+        keys=[{"vault_url": key.vault_url, "name": key.name}],
+        queues={"reports_url": f"{azurite.queue_url}/{reports}",
+                "commands_url": f"{azurite.queue_url}/{commands}",
+                "connection_string": azurite.connection_string},
+        api={"listen": f"127.0.0.1:{free_port()}"},
+    )
+    vm = unique("cvm")
+    created = client.create_vm(vm, "confidential", identities=[key.releaser["client_id"]],
+                               agent_config=config.to_toml())
+    try:
+        assert created["agent_running"] and created["has_agent_config"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            released = [r for r in client.audit(key=key.name) if r["decision"] == "released"]
+            if released:
+                break
+            time.sleep(0.25)
+        assert released, "the agent did not release its key"
+        assert released[0]["caller"] == key.releaser["principal_id"]
+        # and it reports to the control plane's queue
+        queue = QueueClient.from_connection_string(azurite.connection_string, reports)
+        while time.monotonic() < deadline and not list(queue.peek_messages(max_messages=1)):
+            time.sleep(0.25)
+        assert list(queue.peek_messages(max_messages=1)), "no guest report"
+    finally:
+        client.delete_vm(vm)
