@@ -38,8 +38,9 @@ from .store import ACTIVE, TERMINAL, InstanceRecord, Store
 
 log = logging.getLogger("cotenant.devhost")
 _OOP_LABEL = "\n\n$OutOfProcData$:"
-_MIN_BATCH_WAIT = 0.002
-_MAX_BATCH_WAIT = 0.05
+_MIN_BATCH_WAIT = 0.002  # seconds: below this, replaying at once is cheaper than waiting
+_MAX_BATCH_WAIT = 0.25
+_BATCH_POLL = 0.005
 
 
 class EngineError(Exception):
@@ -78,7 +79,6 @@ class Live:
     draining: bool = False
     timer_handles: dict[int, int] = field(default_factory=dict)
     in_flight: int = 0  # activities running for this instance
-    replay_seconds: float = 0.0  # what the last episode's replay cost
 
     @property
     def eng(self) -> dict[str, Any]:
@@ -117,6 +117,7 @@ class Engine:
         self._loading: dict[str, asyncio.Future[Live | None]] = {}
         self._terminal: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._seconds_per_event = 0.0  # replay cost, moving average
 
     # ------------------------------------------------------------------ lifecycle
     async def recover(self) -> int:
@@ -351,10 +352,7 @@ class Engine:
     async def _drain(self, live: Live) -> None:
         try:
             while live.inbox and self._lives.get(live.record.instance_id) is live:
-                if live.in_flight and live.replay_seconds > _MIN_BATCH_WAIT:
-                    # More completions are coming: gather them for about as long as a replay
-                    # costs, so a fan-out replays its growing history a few times, not n.
-                    await asyncio.sleep(min(live.replay_seconds, _MAX_BATCH_WAIT))
+                await self._gather_completions(live)
                 async with live.lock:
                     if live.record.runtime_status in TERMINAL:
                         live.inbox.clear()
@@ -392,6 +390,19 @@ class Engine:
             if fresh is not None and fresh.record.runtime_status in ACTIVE:
                 await self._resume(fresh)
             return
+
+    async def _gather_completions(self, live: Live) -> None:
+        """While the instance's activities are still running, wait for more completions —
+        at most as long as the coming replay is expected to take — so that a fan-out
+        replays its growing history a few times rather than once per activity."""
+        budget = min(self._seconds_per_event * (len(live.history) + len(live.inbox)),
+                     _MAX_BATCH_WAIT)
+        if not live.in_flight or budget < _MIN_BATCH_WAIT:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        while live.in_flight and loop.time() < deadline:
+            await asyncio.sleep(min(_BATCH_POLL, max(0.0, deadline - loop.time())))
 
     def _retry_kind(self, live: Live, evt: dict[str, Any]) -> str | None:
         kind = evt["EventType"]
@@ -448,8 +459,11 @@ class Engine:
                 return json.loads(state), message
             return {}, f"{type(exc).__name__}: {text}"
         finally:
-            live.replay_seconds = time.perf_counter() - started
-            self.stats.replay_seconds += live.replay_seconds
+            elapsed = time.perf_counter() - started
+            self.stats.replay_seconds += elapsed
+            sample = elapsed / max(len(history), 1)
+            self._seconds_per_event = sample if not self._seconds_per_event else \
+                0.8 * self._seconds_per_event + 0.2 * sample
 
     async def _episode(self, live: Live, batch: list[tuple[str | None, dict[str, Any]]]) -> bool:
         """Run one episode; returns True when the instance reached a terminal state."""
