@@ -120,3 +120,32 @@ def test_failed_startup_attestation_is_retried_then_reported(azurite: Azurite) -
     assert tee.attempts == 3
     assert [(r.event, r.error_code) for r in reports] == [("failed", "attestation")]
     assert "no TEE" in (reports[0].error or "")
+
+
+def _sealed_for(key_id: str) -> bytes:
+    import io
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from cotenant.crypto.envelope import seal
+    from cotenant.crypto.wrapping import PublicKeyWrapper
+
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    out = io.BytesIO()
+    seal(io.BytesIO(b"secret rows"), out, key_id=key_id, wrapper=PublicKeyWrapper(public))
+    return out.getvalue()
+
+
+def test_sealed_decrypt_refuses_before_streaming(api: tuple[Agent, str]) -> None:
+    _, url = api
+    client = AgentClient(url)
+    foreign = _sealed_for("https://evil.vault.azure.net/keys/contoso-secret-key/0123abcd")
+    with pytest.raises(AgentError) as err:
+        b"".join(client.decrypt_stream(foreign))
+    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
+    with pytest.raises(AgentError) as err:
+        b"".join(client.decrypt_stream(b"plain text, not sealed" * 100))
+    assert (err.value.status, err.value.code) == (422, "Crypto.not_sealed")
+    with pytest.raises(AgentError) as err:  # allowed key, but this VM cannot attest
+        b"".join(client.decrypt_stream(_sealed_for(f"{VAULT}/keys/contoso-secret-key/v1")))
+    assert (err.value.status, err.value.code) == (503, "AttestationFailed")
