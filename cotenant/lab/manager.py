@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import re
 import threading
 import time
 import tomllib
+from types import ModuleType
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +41,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cotenant.bicep_params import BicepParseError, check_parameters, declared_parameters
 from cotenant.crypto.encoding import b64url_encode
 from cotenant.deployments import MODULES, module_path
 from cotenant.lab.claims import VM_KINDS
@@ -86,6 +87,12 @@ def agent_config_from_bootstrap(script: str) -> str | None:
         except tomllib.TOMLDecodeError:
             continue
     return None
+
+
+def _bicep_params() -> ModuleType:
+    """``cotenant.bicep_params``, imported on first use: pycep/lark take a while to load and
+    the lab should answer health checks before that."""
+    return importlib.import_module("cotenant.bicep_params")
 
 
 def _digest(module: str, parameters: dict[str, Any]) -> str:
@@ -158,11 +165,12 @@ class ResourceManager:
         if module not in MODULES:
             raise HttpError(400, "InvalidTemplate",
                             f"unknown module {module!r}; expected one of {', '.join(MODULES)}")
+        bicep = _bicep_params()
         try:
-            declared = declared_parameters(module_path(module))
-        except BicepParseError as exc:
+            declared = bicep.declared_parameters(module_path(module))
+        except bicep.BicepParseError as exc:
             raise HttpError(400, "InvalidTemplate", str(exc)) from None
-        problems = check_parameters(declared, parameters)
+        problems = bicep.check_parameters(declared, parameters)
         if problems:
             raise HttpError(400, "InvalidTemplateDeployment",
                             f"deployment {name} ({module}.bicep): " + "; ".join(problems))
@@ -353,8 +361,9 @@ class ResourceManager:
     def _warm() -> None:
         """Parse every module once in the background (pycep is slow; results are cached)."""
         for module in MODULES:
-            with contextlib.suppress(BicepParseError):
-                declared_parameters(module_path(module))
+            bicep = _bicep_params()
+            with contextlib.suppress(bicep.BicepParseError):
+                bicep.declared_parameters(module_path(module))
 
     def stop(self) -> None:
         if self._task is not None:
