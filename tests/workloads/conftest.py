@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 
 from cotenant.azurite import Azurite
+from cotenant.crypto.wrapping import PublicKeyWrapper
 from cotenant.lab.supervisor import RunningLab
 from cotenant.lab.testing import lab  # noqa: F401  (session fixture)
 from guest_agent.config import AgentConfig
 from tests.guest_agent.lab_world import World, lab_authority
+from tests.workloads.scenario import partner_entry, party_csv, publish, seal_file
+from tests.workloads.serving import serve_app, write_config
+
+REFERENCE = date(2026, 11, 27)  # birth years = 2026 - age
+OWNERS = ("contoso", "fabrikam")
 
 # Which keys each party's VM identity may release (the reference access matrix, minus
 # Fabrikam's VM, which these tests do not need).
@@ -31,7 +39,7 @@ class LabScenario:
 @pytest.fixture(scope="session")
 def lab_scenario(lab: RunningLab, azurite: Azurite) -> Iterator[LabScenario]:  # noqa: F811
     """Vaults and keys for the three parties, per-key grants, and CVMs running the agent."""
-    with lab.activate():
+    with lab.activate():  # the lab's environment only while setting up
         world = World(lab, azurite, lab_authority()).setup()
         agents = {}
         for party, allowed in GRANTS.items():
@@ -40,4 +48,39 @@ def lab_scenario(lab: RunningLab, azurite: Azurite) -> Iterator[LabScenario]:  #
                       for p in world.vaults if p not in allowed]
             agents[party] = world.vm(party, "confidential", client_id, allowed,
                                      isolation_probes=probes)
-        yield LabScenario(lab, world, agents)
+    yield LabScenario(lab, world, agents)
+
+
+@pytest.fixture(scope="session")
+def lab_apps(
+    lab_scenario: LabScenario, azurite: Azurite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """The owners' sealed files in their own containers, and each party's web app running
+    next to its CVM's agent: party -> base URL (plus "<party>:state" -> its state dir)."""
+    tmp = tmp_path_factory.mktemp("apps")
+    world, lab_ = lab_scenario.world, lab_scenario.lab
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        with lab_.activate():  # the apps inherit the lab's environment at start
+            partners = []
+            for party in OWNERS:  # the data owners' step, on their own machines
+                key_id, public = world.public_key(party)
+                sealed = seal_file(party_csv(party), key_id, PublicKeyWrapper(public))
+                container, blob = publish(azurite, party, sealed)
+                partners.append(partner_entry(azurite, party, world.vaults[party],
+                                              world.keys[party], container, blob))
+            for party in lab_scenario.agents:
+                app = {
+                    "party": party, "display_name": party.capitalize(),
+                    "role": "aggregator" if party == "woodgrove" else "owner",
+                    "agent_url": lab_scenario.agent_url(party),
+                    "attestation_authority": lab_authority(),
+                    "ca_bundle": lab_.client.endpoints.ca_bundle,
+                    "state_dir": str(tmp / party), "reference_date": REFERENCE,
+                    "partners": partners if party == "woodgrove" else [],
+                }
+                config = write_config(tmp / f"{party}.toml", app)
+                workers = 2 if party == "woodgrove" else 1  # Woodgrove: one run across workers
+                urls[party] = stack.enter_context(serve_app(config, workers=workers))
+                urls[f"{party}:state"] = str(tmp / party)
+        yield urls

@@ -25,7 +25,7 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 
 @contextlib.contextmanager
-def serve_app(config_path: Path, *, workers: int = 2, timeout: float = 30.0) -> Iterator[str]:
+def serve_app(config_path: Path, *, workers: int = 2, timeout: float = 90.0) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(

@@ -1,95 +1,34 @@
-"""Woodgrove's aggregation end to end through a real guest agent API and Azurite blobs.
-
-The only stand-in is the agent's TEE edge: the partners' keys are put into the agent's key
-store as if Key Vault had released them (the lab tests cover the real release). Everything
-else is real: the sealed files in the partners' own containers, the agent's streaming
-decryption, the app under uvicorn with two workers, and the aggregates.
+"""Woodgrove's aggregation in the lab, over HTTP: the aggregates, the streamed progress of
+the single run (two uvicorn workers), no plaintext or key material anywhere, and the summary
+``cotenant up`` prints. The lab's CVM agent released the partners' keys through their
+release policies and per-key grants; the sealed files came from the partners' containers.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from rich.console import Console
 
-from cotenant.azurite import Azurite, free_port
-from cotenant.crypto.skr import ReleasedKey
-from cotenant.crypto.wrapping import PublicKeyWrapper
-from guest_agent.agent import Agent
-from guest_agent.backends import AttestationError
-from tests.guest_agent.helpers import make_config, served
+from cotenant.azurite import free_port
+from tests.workloads.conftest import REFERENCE
 from tests.workloads.expected import assert_report_matches
-from tests.workloads.scenario import partner_entry, party_csv, publish, seal_file
-from tests.workloads.serving import serve_app, write_config
+from tests.workloads.scenario import party_csv
 from workloads.analytics.summary import AnalyticsUnavailable, fetch_report, render_report
 
-pytestmark = pytest.mark.azurite
-
-REFERENCE = date(2026, 11, 27)
-AUTHORITY = "https://sharedneu.neu.attest.azure.net"
-VAULTS = {p: f"https://acme-{p}-kv.vault.azure.net" for p in ("contoso", "fabrikam")}
-
-
-class NoTee:
-    """The TEE edge: this test never attests (keys are placed in the store directly)."""
-
-    name = "none"
-
-    def attest(self, nonce: str) -> str:
-        raise AttestationError("no TEE in this test")
-
-    def decrypt(self, ciphertext: bytes, padding: object) -> bytes:
-        raise AttestationError("no TEE in this test")
-
-    def close(self) -> None:
-        pass
+pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def woodgrove(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    tmp = tmp_path_factory.mktemp("woodgrove")
-    keys = {p: rsa.generate_private_key(public_exponent=65537, key_size=2048) for p in VAULTS}
-    partners = []
-    for party, key in keys.items():
-        key_id = f"{VAULTS[party]}/keys/{party}-secret-key/v1"
-        sealed = seal_file(party_csv(party), key_id, PublicKeyWrapper(key.public_key()))
-        container, blob = publish(azurite, party, sealed)
-        partners.append(partner_entry(azurite, party, VAULTS[party], f"{party}-secret-key",
-                                      container, blob))
-    agent_config = make_config(
-        azurite, party="woodgrove", vm_name="acme-woodgrove-vm",
-        keys=[{"vault_url": VAULTS[p], "name": f"{p}-secret-key"} for p in VAULTS],
-    )
-    agent = Agent.from_config(agent_config, backend=NoTee())
-    for party, key in keys.items():
-        ref = agent_config.find_key(VAULTS[party].removeprefix("https://"), f"{party}-secret-key")
-        assert ref is not None
-        agent.keys.put(ref, ReleasedKey(
-            kid=f"{VAULTS[party]}/keys/{party}-secret-key/v1", version="v1", kty="RSA",
-            key=key, release_policy=None, attributes={},
-        ))
-    app_config = {
-        "party": "woodgrove", "display_name": "Woodgrove", "role": "aggregator",
-        "attestation_authority": AUTHORITY, "state_dir": str(tmp / "state"),
-        "reference_date": REFERENCE, "partners": partners,
-    }
-    try:
-        with served(agent) as agent_url:
-            app_config["agent_url"] = agent_url
-            with serve_app(write_config(tmp / "app.toml", app_config), workers=2) as url:
-                yield {"url": url, "state": tmp / "state"}
-    finally:
-        agent.close()
+def woodgrove(lab_apps: dict[str, str]) -> dict:
+    return {"url": lab_apps["woodgrove"], "state": lab_apps["woodgrove:state"]}
 
 
-def _wait_report(url: str, timeout: float = 60.0) -> dict:
+def _wait_report(url: str, timeout: float = 150.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = httpx.get(url + "/api/analytics")

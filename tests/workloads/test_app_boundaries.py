@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from cotenant.azurite import free_port
+from tests.workloads.browser import chromium, wait_text
 from tests.workloads.serving import serve_app, write_config
 from workloads.analytics.config import AppConfigError, parse_app_config
 
@@ -113,3 +114,19 @@ def test_config_hides_the_storage_connection_string(tmp_path: Path) -> None:
     }]}
     config = parse_app_config(data)
     assert "s3cr3t" not in repr(config) and "s3cr3t" not in config.model_dump_json()
+
+
+@pytest.mark.browser
+def test_page_in_chromium_reports_an_unverified_attestation_honestly(owner_app: str) -> None:
+    with chromium() as driver:
+        driver.get(owner_app + "/")
+        assert wait_text(driver, "party-name", lambda t: t == "Contoso")
+        status = wait_text(driver, "attestation-status", lambda t: "checking" not in t)
+        assert status.startswith("Not verified")
+        assert "bad" in driver.find_element("id", "attestation-status").get_attribute("class")
+        keys = wait_text(driver, "keys-status", lambda t: "loading" not in t)
+        assert keys.startswith("Key status unavailable")
+        assert not driver.find_element("id", "analytics").is_displayed()
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
+                  and "/api/" not in e["message"]]
+        assert errors == []  # no CSP violations or script errors

@@ -161,7 +161,9 @@ function renderReport(report) {
   out.appendChild(table("stat-top_countries", "Top countries and their top cities",
     ["Country", "People", "Top cities"],
     report.top_countries.map((c) => [c.country, c.people,
-      c.top_cities.map((t) => t.label + " (" + t.people + ")").join(", ")])));
+      c.top_cities.length
+        ? c.top_cities.map((t) => t.label + " (" + t.people + ")").join(", ")
+        : "— (no city with " + report.k + " or more people)"])));
   out.appendChild(table("stat-generations", "Generations (birth year from age, reference " +
     report.reference_date + ")", ["Generation", "People", "Share %"],
     report.generations.map((g) => [g.label, g.people, g.percent.toFixed(1)])));
