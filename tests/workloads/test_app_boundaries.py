@@ -51,7 +51,7 @@ def test_info_names_the_party(owner_app: str) -> None:
                     "partners": [], "k": 5}
 
 
-@pytest.mark.parametrize("path", ["/api/keys", "/api/attestation"])
+@pytest.mark.parametrize("path", ["/api/keys", "/api/attestation", "/api/isolation"])
 def test_agent_outage_is_a_json_error_without_internals(owner_app: str, path: str) -> None:
     response = httpx.get(owner_app + path)
     assert response.status_code == 502

@@ -22,7 +22,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from workloads.analytics.runonce import TERMINAL, RunOnce
 
 log = logging.getLogger("workloads.analytics")
 STATIC = Path(__file__).resolve().parent / "static"
-ATTESTATION_TTL = 30.0
+SHARED_TTL = 30.0
 KEY_FIELDS = ("vault", "name", "state", "version", "released_at", "error_code", "error")
 SECURITY_HEADERS = {
     "content-security-policy": (
@@ -89,9 +89,28 @@ class _SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class _Shared:
+    """One result shared by all callers for ``ttl`` seconds (computed in a worker thread),
+    so anonymous page views cannot drive the attestation service or other parties' vaults."""
+
+    def __init__(self, compute: Callable[[], Any], ttl: float = SHARED_TTL) -> None:
+        self._compute = compute
+        self._ttl = ttl
+        self._lock = asyncio.Lock()
+        self._cached: tuple[float, Any] | None = None
+
+    async def get(self) -> Any:
+        async with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < self._ttl:
+                return self._cached[1]
+            result = await anyio.to_thread.run_sync(self._compute)
+            self._cached = (time.monotonic(), result)
+            return result
+
+
 class _Attestation:
-    """One verified attestation shared by all callers for ``ATTESTATION_TTL`` seconds, so
-    page views cannot drive the attestation service."""
+    """A fresh attestation token from the agent, verified here (signature, issuer, expiry,
+    nonce) and explained."""
 
     def __init__(self, config: AppConfig, agent: AgentClient) -> None:
         self.agent = agent
@@ -99,18 +118,8 @@ class _Attestation:
             [config.attestation_authority],
             verify=str(config.ca_bundle) if config.ca_bundle else True,
         )
-        self._lock = asyncio.Lock()
-        self._cached: tuple[float, dict[str, Any]] | None = None
 
-    async def get(self) -> dict[str, Any]:
-        async with self._lock:
-            if self._cached and time.monotonic() - self._cached[0] < ATTESTATION_TTL:
-                return self._cached[1]
-            result = await anyio.to_thread.run_sync(self._attest_and_verify)
-            self._cached = (time.monotonic(), result)
-            return result
-
-    def _attest_and_verify(self) -> dict[str, Any]:
+    def attest_and_verify(self) -> dict[str, Any]:
         nonce = secrets.token_urlsafe(24)
         try:
             token = self.agent.attest(nonce)
@@ -149,7 +158,7 @@ def build_app(
     key_wait_seconds: float = 120.0,
 ) -> Starlette:
     agent = agent or AgentClient(config.agent_url)
-    attestation = _Attestation(config, agent)
+    attestation = _Shared(_Attestation(config, agent).attest_and_verify)
     run = RunOnce(config.state_dir)
     aggregator = config.role == "aggregator"
 
@@ -180,12 +189,17 @@ def build_app(
         return JSONResponse({"keys": [_public_key_view(e) for e in entries]})
 
     async def isolation(_: Request) -> Response:
-        check = getattr(agent, "isolation_check", None)
-        if check is None:
-            raise ApiError(501, "NotSupported",
-                           "this guest agent cannot run the isolation check")
-        results = await call_agent(check, "run the isolation check")
-        return JSONResponse({"results": results})
+        return JSONResponse({"results": await isolation_results.get()})
+
+    def check_isolation() -> list[dict[str, Any]]:
+        try:
+            return agent.isolation_check()
+        except AgentError as exc:
+            raise ApiError(502, "AgentError",
+                           f"the guest agent could not run the isolation check ({exc.code})"
+                           ) from None
+
+    isolation_results = _Shared(check_isolation)
 
     def require_aggregator() -> None:
         if not aggregator:

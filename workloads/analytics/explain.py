@@ -50,8 +50,8 @@ EXPLAINED: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("x-ms-runtime", "client-payload", "nonce"),
         "Freshness challenge",
-        "A random value this page generated just now; seeing it inside the signed token "
-        "proves the token was issued for this request, not replayed.",
+        "A random value this app generated for this check (shared for at most 30 seconds); "
+        "seeing it inside the signed token proves the token is fresh, not replayed.",
     ),
     (
         ("iat",),
