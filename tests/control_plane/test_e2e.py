@@ -244,6 +244,11 @@ def test_devhost_restart_mid_deploy_completes_without_duplicates(stack, spec, la
 
     spec["name"] = "rstrt"
     assert stack.http("POST", "/api/tenants", json=spec).status_code == 202
+    changed = {**spec, "parties": [{**spec["parties"][0], "display_name": "Contoso Ltd"},
+                                   *spec["parties"][1:]]}
+    busy = stack.http("POST", "/api/tenants", json=changed)  # a different spec while running
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "TenantBusy"
+    validate(openapi(stack), "ErrorResponse", busy.json())
     stack.wait_for_custom_status(
         "rstrt", lambda s: bool(s) and any(k.startswith("provision:") and v["state"] == "running"
                                            for k, v in s.get("timeline", {}).items()),
@@ -263,3 +268,7 @@ def test_devhost_restart_mid_deploy_completes_without_duplicates(stack, spec, la
     grants = [(a["principal_id"], a["scope"]) for a in lab.role_assignments()
               if "kv-rstrt-" in a["scope"]]
     assert len(grants) == len(set(grants))
+    listed = stack.http("GET", "/api/tenants").json()
+    validate(openapi(stack), "TenantList", listed)
+    states = {t["name"]: t["runtime_status"] for t in listed["tenants"]}
+    assert states["rstrt"] == "Completed" and states["mute"] == "Failed"
