@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from cotenant.plan import build_plan
 from cotenant.spec import SpecError, TenantSpec, parse_spec
 
 RUNNING = ("Pending", "Running", "ContinuedAsNew")
+# tenant names (the spec's pattern) and the instance ids derived from them
+_INSTANCE = re.compile(r"^[a-z][a-z0-9]{2,7}(:[A-Za-z0-9:._-]{1,120})?$")
 DEPLOY = "deploy_tenant"
 
 
@@ -65,6 +68,8 @@ def links(base: str, name: str) -> Links:
 
 
 async def _status(client: Any, instance_id: str, *, show_input: bool = False) -> Any | None:
+    if not _INSTANCE.match(instance_id):
+        return None  # not a name this API ever creates: nothing to look up
     found = await client.get_status(instance_id, show_input=show_input)
     if found is None or found.runtime_status is None or not found.instance_id:
         return None
@@ -131,7 +136,7 @@ async def list_tenants(client: Any) -> Reply:
     return Reply(200, TenantList(tenants=sorted(tenants, key=lambda t: t.name)))
 
 
-async def _plan(deploy: Any) -> dict[str, Any] | None:
+def _plan(deploy: Any) -> dict[str, Any] | None:
     spec = (decoded(deploy.input_) or {}).get("spec")
     if not spec:
         return None
@@ -149,7 +154,7 @@ async def get_tenant(client: Any, name: str) -> Reply:
             children[party] = await _status(client, state["instance"])
     rotations = [s for s in await client.get_status_all()
                  if s.instance_id.startswith(f"{name}:rotate:")]
-    return Reply(200, tenant_status(deploy, children, await _plan(deploy),
+    return Reply(200, tenant_status(deploy, children, _plan(deploy),
                                     await _status(client, f"{name}:teardown"),
                                     sorted(rotations, key=lambda s: str(s.created_time))))
 
@@ -165,7 +170,7 @@ async def delete_tenant(client: Any, name: str, base: str, purge: bool) -> Reply
     if runtime(deploy) in RUNNING:
         await client.terminate(name, "teardown requested")
     await client.start_new("teardown_tenant", instance, {
-        "plan": await _plan(deploy), "purge": purge, "timing": timing()})
+        "plan": _plan(deploy), "purge": purge, "timing": timing()})
     return Reply(202, _accepted(name, "teardown", instance, "started", "Pending", base))
 
 
@@ -183,7 +188,7 @@ async def rotate_tenant(client: Any, name: str, base: str, *, reason: str = "man
         return Reply(202, _accepted(name, "rotate", instance, "existing", runtime(existing),
                                     base))
     await client.start_new("rotate_keys", instance, {
-        "plan": await _plan(deploy), "reason": reason, "timing": timing()})
+        "plan": _plan(deploy), "reason": reason, "timing": timing()})
     return Reply(202, _accepted(name, "rotate", instance, "started", "Pending", base))
 
 
