@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -46,6 +47,7 @@ class Agent:
     releaser: KeyReleaser
     commands: CommandLoop | None = None
     attest_backoff: Backoff = field(default_factory=lambda: Backoff(base_seconds=1.0))
+    outbox_retry_seconds: float = 5.0
     keys: KeyStore = field(init=False)
     tee: Tee = field(init=False)
     unwrapper: DataKeyUnwrapper = field(init=False)
@@ -204,8 +206,16 @@ class Agent:
         self._threads.append(beat)
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.config.heartbeat_seconds):
-            self.report(self.startup, "heartbeat")
+        """Heartbeats every ``heartbeat_seconds``; reports still in the outbox (queue was
+        unreachable) are retried every few seconds in between."""
+        tick = min(self.outbox_retry_seconds, self.config.heartbeat_seconds)
+        next_beat = time.monotonic() + self.config.heartbeat_seconds
+        while not self._stop.wait(tick):
+            if time.monotonic() >= next_beat:
+                next_beat += self.config.heartbeat_seconds
+                self.report(self.startup, "heartbeat")
+            elif self.reporter.pending:
+                self.reporter.flush()
 
     def close(self) -> None:
         """Stop background work and drop every key from memory."""

@@ -149,3 +149,30 @@ def test_sealed_decrypt_refuses_before_streaming(api: tuple[Agent, str]) -> None
     with pytest.raises(AgentError) as err:  # allowed key, but this VM cannot attest
         b"".join(client.decrypt_stream(_sealed_for(f"{VAULT}/keys/contoso-secret-key/v1")))
     assert (err.value.status, err.value.code) == (503, "AttestationFailed")
+
+
+def test_reports_held_back_by_an_unreachable_queue_are_delivered_later(
+        azurite: Azurite) -> None:
+    import time
+
+    from tests.guest_agent.helpers import queue, unique
+
+    config = make_config(azurite)
+    late = f"{azurite.queue_url}/{unique('ga-late')}"
+    config = config.model_copy(update={"queues": config.queues.model_copy(
+        update={"reports_url": late})})
+    agent = Agent.from_config(config, backend=SealedTee())
+    agent.attest_backoff = Backoff(base_seconds=0.01, cap_seconds=0.02)
+    agent.outbox_retry_seconds = 0.1
+    try:
+        agent.bootstrap()  # the queue does not exist yet: the report waits in the outbox
+        assert agent.reporter.pending == 1
+        agent.start_background()
+        queue(config, late).create_queue()
+        deadline = time.monotonic() + 10
+        while agent.reporter.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.reporter.pending == 0
+        assert [r.event for r in drain_reports(config)] == ["failed"]
+    finally:
+        agent.close()
