@@ -282,6 +282,7 @@ class Engine:
         if pending is not None:
             return await asyncio.shield(pending)
         future: asyncio.Future[Live | None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen by someone
         self._loading[iid] = future
         try:
             loaded = await self.store.load(iid)

@@ -159,7 +159,11 @@ class TableStore:
 
     def __init__(self, connection_string: str, task_hub: str) -> None:
         self.table_name = f"{task_hub}History"
-        self._client = TableClient.from_connection_string(connection_string, self.table_name)
+        # Fail fast on a local emulator (≈1 s of retries); the engine resumes from the last
+        # commit once storage answers again.
+        self._client = TableClient.from_connection_string(
+            connection_string, self.table_name, retry_total=3, retry_backoff_factor=0.2,
+            retry_backoff_max=2)
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def open(self) -> None:

@@ -32,6 +32,11 @@ class Journal:
         return sum(1 for line in self.lines() if line.startswith(prefix))
 
 
+def settings_for(journal: Journal) -> dict[str, str]:
+    return {"DEVHOST_SAMPLE_JOURNAL": str(journal.path),
+            "DEVHOST_SAMPLE_QUEUE": unique("q"), "DEVHOST_SAMPLE_BRANCH": "a"}
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Journal:
     return Journal(tmp_path / "journal.txt")
@@ -39,12 +44,26 @@ def journal(tmp_path: Path) -> Journal:
 
 @pytest.fixture
 def app_settings(journal: Journal) -> dict[str, str]:
-    return {"DEVHOST_SAMPLE_JOURNAL": str(journal.path),
-            "DEVHOST_SAMPLE_QUEUE": unique("q"), "DEVHOST_SAMPLE_BRANCH": "a"}
+    return settings_for(journal)
 
 
 @pytest.fixture
 def host(azurite: Azurite, app_settings: dict[str, str]) -> Iterator[DevHostHarness]:
+    """A fresh host per test (tests that restart it or count activity runs)."""
     with DevHostHarness(APP, connection_string=azurite.connection_string,
                         task_hub=unique("hub"), settings=app_settings) as harness:
+        yield harness
+
+
+@pytest.fixture(scope="module")
+def module_journal(tmp_path_factory: pytest.TempPathFactory) -> Journal:
+    return Journal(tmp_path_factory.mktemp("journal") / "journal.txt")
+
+
+@pytest.fixture(scope="module")
+def module_host(azurite: Azurite, module_journal: Journal) -> Iterator[DevHostHarness]:
+    """One host for a whole module whose tests use their own instances and journal keys."""
+    with DevHostHarness(APP, connection_string=azurite.connection_string,
+                        task_hub=unique("hub"), settings=settings_for(module_journal)
+                        ) as harness:
         yield harness

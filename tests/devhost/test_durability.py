@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from cotenant.azurite import Azurite, free_port, start_azurite
+from cotenant.azurite import Azurite, free_port
 from cotenant.devhost.testing import DevHostHarness
 
 from .conftest import APP, Journal, unique
+from .faults import TcpProxy
 
 
 def test_restart_resumes_without_rerunning_recorded_activities(
@@ -100,20 +101,19 @@ def test_kill_and_restart_resumes_in_flight_instance(azurite: Azurite, journal: 
 
 
 def test_storage_outage_while_running_resumes_from_last_commit(
-        tmp_path: Path, app_settings: dict[str, str], journal: Journal) -> None:
-    storage = start_azurite(tmp_path / "azurite")
-    try:
-        with DevHostHarness(APP, connection_string=storage.connection_string,
-                            task_hub=unique("outage"), settings=app_settings) as host:
+        azurite: Azurite, app_settings: dict[str, str], journal: Journal) -> None:
+    with TcpProxy(azurite.table_port) as proxy:
+        connection = azurite.connection_string.replace(f":{azurite.table_port}/",
+                                                       f":{proxy.port}/")
+        with DevHostHarness(APP, connection_string=connection, task_hub=unique("outage"),
+                            settings=app_settings) as host:
             iid = host.start_orchestration("slow_pair", 1.0)
             host.wait_for_history(iid, "TaskScheduled", count=2)
-            storage.stop()  # the second activity finishes while storage is down
-            time.sleep(1.5)
-            storage.start()
+            proxy.cut()  # the second activity finishes while storage is unreachable
+            time.sleep(3)
+            proxy.restore()
             status = host.wait(iid, timeout=60)
-        assert status.runtime_status == "Completed"
-        assert status.output == [0.05, 1.0]
-        assert journal.count("slow:0.05") == 1
-        assert journal.count("slow:1.0") == 2  # its result could not be recorded: run again
-    finally:
-        storage.stop()
+    assert status.runtime_status == "Completed"
+    assert status.output == [0.05, 1.0]
+    assert journal.count("slow:0.05") == 1
+    assert journal.count("slow:1.0") == 2  # its result could not be recorded: run again

@@ -13,6 +13,15 @@ from cotenant.devhost.testing import DevHostHarness
 from .conftest import Journal
 
 
+@pytest.fixture
+def host(module_host: DevHostHarness) -> DevHostHarness:
+    return module_host
+
+
+@pytest.fixture
+def journal(module_journal: Journal) -> Journal:
+    return module_journal
+
 def _events(status, kind: str) -> list[dict]:
     return [e for e in status.history if e["EventType"] == kind]
 
