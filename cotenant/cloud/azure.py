@@ -207,7 +207,8 @@ class AzureCloud:
         security = vm.security_profile.security_type if vm.security_profile else None
         identities = vm.identity.user_assigned_identities if vm.identity else None
         return VmInfo(
-            name=vm.name, security_type=str(security) if security else None,
+            name=vm.name, security_type=str(getattr(security, "value", security))
+            if security else None,
             provisioning_state=vm.provisioning_state,
             principal_ids=[i.principal_id for i in (identities or {}).values() if i.principal_id],
         )

@@ -211,3 +211,25 @@ def test_identity_is_read_through_the_generic_resource_api(cloud, transport):
     assert (identity.principal_id, identity.client_id) == ("p-1", "c-1")
     (sent,) = transport.sent("GET", r"/userAssignedIdentities/")
     assert "api-version=2023-01-31" in sent.url
+
+
+def test_vm_security_profile_is_read_from_compute(cloud, transport):
+    transport.on("GET", r"/virtualMachines/vm-demo-contoso\?", (200, {
+        "id": "x", "name": "vm-demo-contoso", "location": "northeurope",
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": {
+            "/subscriptions/s/rg/id-demo-contoso": {"principalId": "p-1", "clientId": "c-1"}}},
+        "properties": {"provisioningState": "Succeeded",
+                       "securityProfile": {"securityType": "ConfidentialVM"}}}))
+    vm = cloud.get_vm("rg-demo", "vm-demo-contoso")
+    assert (vm.security_type, vm.provisioning_state) == ("ConfidentialVM", "Succeeded")
+    assert vm.principal_ids == ["p-1"]
+
+
+def test_secure_parameters_never_appear_in_errors(cloud, transport):
+    transport.on("PUT", r"/deployments/cvm\?", (400, {"error": {
+        "code": "InvalidTemplateDeployment", "message": "The template deployment is not valid"}}))
+    (cloud._templates_dir / "cvm.json").write_text(json.dumps({"parameters": {}}))
+    with pytest.raises(CloudError) as info:
+        cloud.start_deployment("rg-demo", "cvm", "cvm", {"adminPasswordOrKey": "S3cret!pass"})
+    assert not info.value.transient
+    assert "S3cret" not in str(info.value) and "InvalidTemplateDeployment" in str(info.value)
