@@ -16,7 +16,7 @@ from cotenant.lab.testing import lab  # noqa: F401  (session fixture)
 from guest_agent.config import AgentConfig
 from tests.guest_agent.lab_world import World, lab_authority
 from tests.workloads.scenario import partner_entry, party_csv, publish, seal_file
-from tests.workloads.serving import serve_app, write_config
+from tests.workloads.serving import serve_app
 
 REFERENCE = date(2026, 11, 27)  # birth years = 2026 - age
 OWNERS = ("contoso", "fabrikam")
@@ -76,11 +76,10 @@ def lab_apps(
                     "agent_url": lab_scenario.agent_url(party),
                     "attestation_authority": lab_authority(),
                     "ca_bundle": lab_.client.endpoints.ca_bundle,
-                    "state_dir": str(tmp / party), "reference_date": REFERENCE,
+                    "state_dir": str(tmp / party / "state"), "reference_date": REFERENCE,
                     "partners": partners if party == "woodgrove" else [],
                 }
-                config = write_config(tmp / f"{party}.toml", app)
                 workers = 2 if party == "woodgrove" else 1  # Woodgrove: one run across workers
-                urls[party] = stack.enter_context(serve_app(config, workers=workers))
-                urls[f"{party}:state"] = str(tmp / party)
+                urls[party] = stack.enter_context(serve_app(app, tmp / party, workers=workers))
+                urls[f"{party}:state"] = str(tmp / party / "state")
         yield urls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import httpx
 import pytest
 
 from cotenant.azurite import free_port
+from cotenant.lab.supervisor import pid_alive
 from tests.workloads.browser import chromium, wait_text
-from tests.workloads.serving import serve_app, write_config
+from tests.workloads.serving import serve_app
 from workloads.analytics.config import AppConfigError, parse_app_config
+from workloads.analytics.launch import launch_app, stop_apps
 
 AUTHORITY = "https://sharedneu.neu.attest.azure.net"
 
@@ -30,7 +33,7 @@ def owner_config(tmp: Path) -> dict:
 @pytest.fixture(scope="module")
 def owner_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("owner")
-    with serve_app(write_config(tmp / "app.toml", owner_config(tmp))) as url:
+    with serve_app(owner_config(tmp), tmp) as url:
         yield url
 
 
@@ -130,3 +133,16 @@ def test_page_in_chromium_reports_an_unverified_attestation_honestly(owner_app: 
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
                   and "/api/" not in e["message"]]
         assert errors == []  # no CSP violations or script errors
+
+
+def test_stop_apps_stops_launched_apps_and_never_a_recycled_pid(tmp_path: Path) -> None:
+    app = launch_app(parse_app_config(owner_config(tmp_path / "a")), tmp_path / "a",
+                     workers=1)
+    stale = tmp_path / "b"
+    stale.mkdir()
+    (stale / "app.pid").write_text(str(os.getpid()))  # alive, but not an analytics app
+    assert stop_apps(tmp_path) == 1
+    assert not pid_alive(app.pid) or not Path(f"/proc/{app.pid}/cmdline").read_bytes()
+    assert not (stale / "app.pid").exists()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(app.url + "/api/info", timeout=2)
