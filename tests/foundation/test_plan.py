@@ -115,14 +115,16 @@ def test_disk_key_roles(plan):
     assert orchestrator.principal_app_id == "bf7b6499-ff71-4aa2-97a4-f372087be7f0"
 
 
-def test_release_policy_is_the_seed_policy(plan):
+def test_release_policy_is_the_seed_policy_plus_the_specs_extra_claims(plan):
+    # The seed's two conditions, plus the example's one extra claim (no debuggable guests).
     for p in plan.parties:
         block = p.release_policy["anyOf"][0]
         assert p.release_policy["version"] == "1.0.0"
         assert block["authority"] == NEU
         assert {(c["claim"], c["equals"]) for c in block["allOf"]} == {
             ("x-ms-isolation-tee.x-ms-compliance-status", "azure-compliant-cvm"),
-            ("x-ms-isolation-tee.x-ms-attestation-type", "sevsnpvm")}
+            ("x-ms-isolation-tee.x-ms-attestation-type", "sevsnpvm"),
+            ("x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable", False)}
 
 
 def test_disk_policy_covers_the_tenant_authority(plan):
