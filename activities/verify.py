@@ -1,8 +1,9 @@
 """Verification: the control plane checks every attestation itself and the final trust matrix.
 
-``verify_attestation`` verifies the token the agent sent (issuer in the allow-list, signature
-from the issuer's JWKS, expiry, nonce = the orchestration's challenge) and checks that its
-claims satisfy the party's key release policy and that the VM is not debuggable.
+``verify_attestation`` checks with the cloud that the party's VM is a Confidential VM, verifies
+the token the agent sent (issuer in the allow-list, signature from the issuer's JWKS, expiry,
+nonce = the orchestration's challenge) and checks that its claims satisfy the party's key
+release policy and that the VM is not debuggable.
 ``finalize_tenant`` reads every key's release grants back from the cloud and compares them and
 the releases the agents observed with the spec's access matrix.
 """
@@ -39,6 +40,10 @@ def verify_attestation(payload: dict[str, Any]) -> dict[str, Any]:
     token = payload.get("token")
     if not token:
         return failed(f"party {party}: the attested report carried no token", me.vm_name)
+    vm = cloud().get_vm(plan.resource_group, me.vm_name)
+    if vm.security_type != "ConfidentialVM":
+        return failed(f"party {party}: the VM's security type is {vm.security_type}, not "
+                      "ConfidentialVM", me.vm_name)
     try:
         claims = verifier(plan.authority, cloud().tls_verify).verify(
             token, nonce=payload["nonce"])
@@ -54,6 +59,7 @@ def verify_attestation(payload: dict[str, Any]) -> dict[str, Any]:
         return failed(f"party {party}: the token does not satisfy the key release policy: "
                       f"{decision.explanation}", me.vm_name)
     return {"summary": {
+        "vm_security_type": vm.security_type,
         "issuer": claims.issuer,
         "attestation_type": claims.tee_type,
         "compliance_status": claims.compliance_status,

@@ -81,6 +81,7 @@ def test_three_parties_attested_with_verified_tokens(stack, outcomes, lab_stack)
         assert party["attested"] is True
         summary = party["attestation"]
         assert summary["nonce_matches_challenge"] is True
+        assert summary["vm_security_type"] == "ConfidentialVM"
         assert summary["attestation_type"] == "sevsnpvm"
         assert summary["debuggable"] is False
         assert summary["issuer"].startswith("https://sharedneu.neu.attest.azure.net")
