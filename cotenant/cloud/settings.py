@@ -3,8 +3,8 @@
 ``COTENANT_CLOUD`` = ``azure`` | ``lab``.
 - azure: ``AZURE_SUBSCRIPTION_ID``; queues from ``AzureWebJobsStorage`` (a connection string)
   or ``COTENANT_QUEUE_URL`` with the app's managed identity (DefaultAzureCredential).
-- lab: ``COTENANT_LAB_URL`` (the running lab's control endpoint) and ``AzureWebJobsStorage``
-  (Azurite); see :mod:`cotenant.cloud.lab`.
+- lab: ``COTENANT_LAB_DIR`` (the running lab's directory, with the lab's environment from
+  ``cotenant lab env``) and ``AzureWebJobsStorage`` (Azurite); see :mod:`cotenant.cloud.lab`.
 """
 
 from __future__ import annotations
