@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, UpdateMode
+
+from cotenant.cloud.settings import storage_connection_string
 
 AUDIT_TABLE = "cotenantaudit"
 
@@ -64,9 +65,8 @@ class AuditLog:
 
 def audit_log(env: Mapping[str, str] | None = None) -> AuditLog:
     """The audit log in the app's storage account (``AzureWebJobsStorage``)."""
-    env = os.environ if env is None else env
-    connection = env.get("AzureWebJobsStorage")  # noqa: SIM112 - the Functions setting name
-    if not connection or "AccountName=" not in connection:
+    connection = storage_connection_string(env)
+    if not connection:
         raise RuntimeError("AzureWebJobsStorage must be a storage connection string")
     return AuditLog.from_connection_string(connection)
 

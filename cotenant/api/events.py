@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from azure.storage.queue import QueueClient
 from cotenant.api import service
 from cotenant.api.audit import audit_log, report_event
 from cotenant.api.status import decoded, runtime
+from cotenant.cloud.settings import storage_connection_string
 from cotenant.spec import SpecError, parse_spec
 from guest_agent.reports import ReportError, decode_message
 
@@ -40,7 +40,7 @@ class Unroutable(ValueError):
 
 def quarantine(body: bytes, reason: str) -> None:
     log.warning("guest report quarantined: %s", reason)
-    connection = os.environ.get("AzureWebJobsStorage")  # noqa: SIM112 - Functions setting
+    connection = storage_connection_string()
     if not connection:
         return
     queue = QueueClient.from_connection_string(connection, QUARANTINE_QUEUE)

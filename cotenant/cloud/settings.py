@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Mapping
 
+from cotenant.azurite import DEV_ACCOUNT, DEV_KEY
 from cotenant.cloud.base import Cloud, CloudError, OperatorSettings
 from cotenant.cloud.queues import QueueCommands
 
@@ -21,11 +22,16 @@ _lock = threading.Lock()
 _cache: dict[tuple[tuple[str, str], ...], Cloud] = {}
 
 
-def storage_connection_string(env: Mapping[str, str]) -> str | None:
-    value = env.get("AzureWebJobsStorage", "")
-    if value == "UseDevelopmentStorage=true":
-        raise CloudError("AzureWebJobsStorage=UseDevelopmentStorage=true needs Azurite's default "
-                         "ports; give the full Azurite connection string instead")
+def storage_connection_string(env: Mapping[str, str] | None = None) -> str | None:
+    """``AzureWebJobsStorage`` as a connection string (``UseDevelopmentStorage=true`` is
+    Azurite on its default ports); None when the app uses an identity-based connection."""
+    env = os.environ if env is None else env
+    value = env.get("AzureWebJobsStorage", "")  # noqa: SIM112 - the Functions setting name
+    if value.replace(" ", "").lower().startswith("usedevelopmentstorage=true"):
+        host = "http://127.0.0.1"
+        return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+                f"BlobEndpoint={host}:10000/{DEV_ACCOUNT};QueueEndpoint={host}:10001/"
+                f"{DEV_ACCOUNT};TableEndpoint={host}:10002/{DEV_ACCOUNT};")
     return value if "AccountName=" in value else None
 
 
