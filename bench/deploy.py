@@ -11,11 +11,13 @@ scenarios it prints, from the same run:
 - the sequential sum of the phases (what the old, sequential script does) × scale;
 - makespan / critical path (target ≤ 1.15) and sequential / makespan (speed-up).
 
-Run: ``python bench/deploy.py`` (about two minutes on a quiet 2-core machine).
+Run: ``python bench/deploy.py [--scale 0.01]`` (about two minutes on a 2-core machine at the
+default scale; a larger scale shows how the fixed per-VM and per-step costs amortise).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -50,7 +52,7 @@ def makespan(timeline: dict) -> float:
     return max(_t(e["ended"]) for e in entries) - min(_t(e["started"]) for e in entries)
 
 
-def run_scenario(host: DevHostHarness, path: Path, name: str) -> dict:
+def run_scenario(host: DevHostHarness, path: Path, name: str, scale: float) -> dict:
     spec = yaml.safe_load(path.read_text())
     spec["name"] = name
     plan = build_plan(parse_spec(spec))
@@ -63,28 +65,32 @@ def run_scenario(host: DevHostHarness, path: Path, name: str) -> dict:
         raise SystemExit(f"{name} ended {status.runtime_status}: {status.custom_status}")
     body = host.http("GET", f"/api/tenants/{name}").json()
     return {"makespan": makespan(body["timeline"]), "wall": wall,
-            "critical": plan.critical_path_seconds * SCALE,
-            "sequential": plan.sequential_seconds * SCALE,
+            "critical": plan.critical_path_seconds * scale,
+            "sequential": plan.sequential_seconds * scale,
             "parties": len(plan.parties), "episodes": host.stats.episodes}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=SCALE,
+                        help="lab latency vs the seed's timings (default 0.01 = /100)")
+    scale = parser.parse_args().scale
     with tempfile.TemporaryDirectory(prefix="cotenant-bench-") as tmp:
         root = Path(tmp)
         azurite = start_azurite(root / "azurite")
         try:
-            with running_lab(root / "lab", latency_scale=SCALE,
+            with running_lab(root / "lab", latency_scale=scale,
                              azurite_connection_string=azurite.connection_string) as lab, \
                     lab.activate(), \
                     DevHostHarness(REPO / "function_app.py",
                                    connection_string=azurite.connection_string,
                                    task_hub="benchDeploy", triggers=True,
                                    keys_file=root / "keys.json", settings=SETTINGS) as host:
-                results = [(label, run_scenario(host, path, name))
+                results = [(label, run_scenario(host, path, name, scale))
                            for label, path, name in SCENARIOS]
         finally:
             azurite.stop()
-    print(f"deployment makespan, lab latency = seed timings x {SCALE} (same run)")
+    print(f"deployment makespan, lab latency = seed timings x {scale} (same run)")
     print(f"{'scenario':<11} {'makespan':>9} {'wall':>7} {'critical':>9} {'sequential':>11} "
           f"{'makespan/critical':>18} {'sequential/makespan':>20}")
     for label, r in results:
