@@ -34,13 +34,15 @@ bench: setup
 clean:
 	rm -rf $(VENV) node_modules .lab .azurite .devhost
 
-# Headless Chromium and its driver (Debian packages) for the workloads' browser tests.
+# Debian packages the tests use: headless Chromium and its driver (the workloads' browser
+# tests) and shellcheck (the guest agent's VM bootstrap scripts).
 .PHONY: browser
 browser:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
+		|| ! command -v shellcheck >/dev/null; then \
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			chromium chromium-driver; \
+			chromium chromium-driver shellcheck; \
 	fi
 
 test: browser
