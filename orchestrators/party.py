@@ -93,7 +93,8 @@ def provision_party(context: df.DurableOrchestrationContext):
         progress.start(step)
         reports = yield from wait_reports(
             context, nonce=nonce, timeout=timing["report_timeout_seconds"],
-            what=f"the guest agent of party {party} ({party_plan['vm_name']}) to attest",
+            what=f"the guest agent of party {party} ({party_plan['vm_name']}) to attest; check "
+                 "that the VM runs and its agent can reach the guest-reports queue",
             done=lambda got: any(r["event"] in ("attested", "failed") for r in got))
         failure = attestation_failure(reports)
         if failure:

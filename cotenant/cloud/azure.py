@@ -221,6 +221,9 @@ class AzureCloud:
             response = self._arm.send_request(HttpRequest("POST", url))
         if response.status_code in (200, 202, 404):
             return  # purged, purging, or nothing soft-deleted to purge
+        if response.status_code == 409:
+            raise CloudError("purge vault: the vault has purge protection; it stays "
+                             "soft-deleted until its retention period ends", resource=vault_name)
         raise CloudError(f"purge vault: HTTP {response.status_code}", resource=vault_name,
                          transient=response.status_code >= 500 or response.status_code == 429)
 

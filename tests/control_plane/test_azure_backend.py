@@ -194,6 +194,13 @@ def test_purge_vault_posts_to_deleted_vaults(cloud, transport):
     assert "/locations/northeurope/deletedVaults/kv-contoso/purge?api-version=" in sent.url
 
 
+def test_purge_protected_vault_says_why(cloud, transport):
+    transport.on("POST", r"/deletedVaults/kv-contoso/purge", (409, {"error": {
+        "code": "Conflict", "message": "purge protection"}}))
+    with pytest.raises(CloudError, match="purge protection"):
+        cloud.purge_vault("kv-contoso", "northeurope")
+
+
 def test_send_command_creates_queue_and_base64_encodes(cloud, transport):
     transport.on("PUT", r"acct.queue.core.windows.net/cmd-contoso", (201, None))
     transport.on("POST", r"acct.queue.core.windows.net/cmd-contoso/messages", (201, SENT_XML))
