@@ -95,7 +95,8 @@ def provision_party(context: df.DurableOrchestrationContext):
             context, nonce=nonce, timeout=timing["report_timeout_seconds"],
             what=f"the guest agent of party {party} ({party_plan['vm_name']}) to attest; check "
                  "that the VM runs and its agent can reach the guest-reports queue",
-            done=lambda got: any(r["event"] in ("attested", "failed") for r in got))
+            done=lambda got: any(r["event"] == "attested" for r in got)
+            or attestation_failure(got) is not None)
         failure = attestation_failure(reports)
         if failure:
             raise StepFailed(f"the guest agent of party {party} could not attest: {failure}")
