@@ -34,10 +34,21 @@ Usage::
         assert r.status_code == 202
         host.status(iid).history                              # list of history events
 
-Other helpers: ``status(iid)`` (None if unknown), ``terminate(iid, reason)``,
-``purge(iid)``, ``list_instances()``, ``stats`` (episodes, replayed events, activities),
-``base_url``, ``function_key``, ``master_key``, and ``restart()`` (stop and start again on the
-same storage, to test resumption). Set ``triggers=True`` to also run queue and timer triggers.
+Other helpers: ``status(iid)`` (None if unknown), ``wait_until(iid, predicate)``,
+``wait_for_status(iid, "Running")``, ``wait_for_history(iid, "TaskCompleted", count)``,
+``terminate(iid, reason)``, ``purge(iid)``, ``list_instances()``, ``stats`` (episodes,
+replayed events, replay seconds, activities), ``base_url``, ``function_key``, ``master_key``,
+and ``restart()`` (stop and start again on the same storage and clock, to test resumption).
+``triggers=True`` also runs queue and timer triggers; ``keys_file`` and
+``max_concurrent_activities`` override the keys file and host.json's activity limit.
+
+Statuses are committed views (never half-way through an episode); ``Status.history`` uses
+the status API's event names (``"TaskScheduled"``, ``"TimerFired"``, ...). Errors of the
+management operations raise ``cotenant.devhost.engine.EngineError`` with ``.status`` (404
+unknown instance, 409 id already running, 410 instance already finished, 400 bad input).
+Data raised with ``raise_event`` arrives as the value; data raised through the SDK's
+``DurableOrchestrationClient.raise_event`` arrives as a JSON *string*, as with the real host.
+The app's settings are put into ``os.environ`` while the host runs and restored after.
 """
 
 from __future__ import annotations
