@@ -30,7 +30,10 @@ CVM_ORCHESTRATOR_APP_ID = "bf7b6499-ff71-4aa2-97a4-f372087be7f0"
 
 APP_KEY_TYPE = "RSA-HSM"
 APP_KEY_SIZE = 2048
-APP_KEY_OPS = ["encrypt", "decrypt", "wrapKey", "unwrapKey"]
+# Only the public-key operations: Key Vault must never decrypt or unwrap with an app key on
+# anyone's behalf (the vault's Crypto Officer included), so the private half is only ever used
+# inside an attested CVM after a release. Release itself is not a key operation.
+APP_KEY_OPS = ["encrypt", "wrapKey"]
 DISK_KEY_SIZE = 3072
 VM_BACKEND_PORT = 80
 HEALTH_PROBE_PATH = "/"

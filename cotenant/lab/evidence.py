@@ -134,10 +134,15 @@ def verify_attestation_info(info: dict[str, Any], quote: dict[str, Any],
         raise EvidenceError("the quote signature is not valid") from None
     if quote.get("binding") != _binding(payload, enc_der, runtime):
         raise EvidenceError("the quote does not bind this payload and encryption key")
-    age = time.time() - float(quote.get("time", 0))
-    if not -60 <= age <= MAX_QUOTE_AGE:
+    quoted_at = quote.get("time")
+    if not isinstance(quoted_at, int | float) or isinstance(quoted_at, bool):
+        raise EvidenceError("the quote has no timestamp")
+    if not -60 <= time.time() - quoted_at <= MAX_QUOTE_AGE:  # NaN fails too
         raise EvidenceError("the quote is stale")
-    enc_key = serialization.load_der_public_key(enc_der)
+    try:
+        enc_key = serialization.load_der_public_key(enc_der)
+    except (ValueError, TypeError):
+        raise EvidenceError("the encryption key is not a DER public key") from None
     if not isinstance(enc_key, rsa.RSAPublicKey):
         raise EvidenceError("the encryption key is not RSA")
     try:

@@ -10,9 +10,9 @@ signed by the lab's identity key, which the lab's Key Vault verifies:
 * ``GET /vms/<vm>/metadata/identity/oauth2/token?resource=…[&client_id=…]`` with header
   ``Metadata: true`` — IMDS for one simulated VM (only identities assigned to that VM).
   A VM process gets ``AZURE_POD_IDENTITY_AUTHORITY_HOST=<identity>/vms/<vm>`` so the
-  unmodified ``ManagedIdentityCredential`` (IMDS flavour) reaches it. The shared form
-  ``GET /metadata/identity/oauth2/token?client_id=…`` (``<identity>`` as the IMDS base URL)
-  serves any identity assigned to a running VM (``client_id`` required).
+  unmodified ``ManagedIdentityCredential`` (IMDS flavour) reaches it. There is no shared
+  IMDS address: like Azure's link-local IMDS, a VM's IMDS only ever speaks for that VM, so a
+  process configured with another VM's ``client_id`` gets nothing.
 """
 
 from __future__ import annotations
@@ -127,12 +127,8 @@ class IdentityService:
         resource = _resource_of(request.query_params.get("resource"))
         client_id = request.query_params.get("client_id")
         with self.store.lock:
-            running = [v for v in self.store.read().vms.values() if v.status == "running"]
-        if "vm" in request.path_params:
-            vm = next((v for v in running if v.name == request.path_params["vm"]), None)
-        else:  # the shared IMDS address: the identity must belong to some running VM
-            vm = next((v for v in running if client_id in v.identities), None)
-        if vm is None:
+            vm = self.store.read().vms.get(request.path_params["vm"])
+        if vm is None or vm.status != "running":
             raise HttpError(400, "invalid_request", "Identity not found on a running VM")
         if client_id is None:
             if len(vm.identities) != 1:
@@ -153,5 +149,4 @@ class IdentityService:
         return [
             Route("/msi/token", self.app_service_token, methods=["GET"]),
             Route("/vms/{vm}/metadata/identity/oauth2/token", self.imds_token, methods=["GET"]),
-            Route("/metadata/identity/oauth2/token", self.imds_token, methods=["GET"]),
         ]

@@ -107,6 +107,13 @@ def test_grants_are_release_only_and_key_scoped(plan):
         assert g.role_definition_id == "08bbd89e-9f13-488c-ac41-acfcb10c90ab"
 
 
+def test_app_keys_allow_no_server_side_decrypt_or_unwrap(plan):
+    # Key Vault would otherwise decrypt for any holder of a vault-wide crypto role (the
+    # operator's Crypto Officer) without an attested environment.
+    for party in plan.parties:
+        assert set(party.app_key_ops) == {"encrypt", "wrapKey"}
+
+
 def test_disk_key_roles(plan):
     roles = {(r.principal, r.role) for r in plan.parties[0].disk_key_roles}
     assert roles == {("disk-encryption-set", "Key Vault Crypto Service Encryption User"),

@@ -116,20 +116,40 @@ def test_identity_endpoints_check_their_headers(lab: RunningLab) -> None:
     no_header = requests.get(env["IDENTITY_ENDPOINT"], params={
         "api-version": "2019-08-01", "resource": "https://vault.azure.net"})
     assert no_header.status_code == 401
-    imds = env["COTENANT_LAB_IMDS_URL"] + "/metadata/identity/oauth2/token"
     identity = lab.client.create_identity(unique("id"))
     params = {"api-version": "2018-02-01", "resource": "https://vault.azure.net",
               "client_id": identity["client_id"]}
-    assert requests.get(imds, params=params).status_code == 400  # no Metadata header
-    # an identity no running VM holds gets nothing
-    assert requests.get(imds, params=params, headers={"Metadata": "true"}).status_code == 400
     vm = unique("vm")
-    lab.client.create_vm(vm, "confidential", identities=[identity["client_id"]])
-    ok = requests.get(imds, params=params, headers={"Metadata": "true"})
-    assert ok.status_code == 200 and ok.json()["client_id"] == identity["client_id"]
     per_vm = f"{env['COTENANT_LAB_IMDS_URL']}/vms/{vm}/metadata/identity/oauth2/token"
+    # a VM that does not exist (yet) gets nothing
+    assert requests.get(per_vm, params=params, headers={"Metadata": "true"}).status_code == 400
+    lab.client.create_vm(vm, "confidential", identities=[identity["client_id"]])
+    assert requests.get(per_vm, params=params).status_code == 400  # no Metadata header
+    ok = requests.get(per_vm, params=params, headers={"Metadata": "true"})
+    assert ok.status_code == 200 and ok.json()["client_id"] == identity["client_id"]
     assert requests.get(per_vm, params={"resource": "https://vault.azure.net"},
                         headers={"Metadata": "true"}).status_code == 200
+
+
+def test_a_vm_cannot_get_tokens_for_another_vms_identity(lab: RunningLab) -> None:
+    base = lab.environ()["COTENANT_LAB_IMDS_URL"]
+    mine, theirs = (lab.client.create_identity(unique("id")) for _ in range(2))
+    my_vm, their_vm = unique("vm"), unique("vm")
+    lab.client.create_vm(my_vm, "confidential", identities=[mine["client_id"]])
+    lab.client.create_vm(their_vm, "confidential", identities=[theirs["client_id"]])
+    params = {"resource": "https://vault.azure.net", "client_id": theirs["client_id"]}
+    mine_imds = f"{base}/vms/{my_vm}/metadata/identity/oauth2/token"
+    refused = requests.get(mine_imds, params=params, headers={"Metadata": "true"})
+    assert refused.status_code == 400 and "access_token" not in refused.text
+    # no VM-independent IMDS address hands out identities of whichever VM holds them
+    shared = requests.get(f"{base}/metadata/identity/oauth2/token", params=params,
+                          headers={"Metadata": "true"})
+    assert shared.status_code == 404 and "access_token" not in shared.text
+    # a deleted VM's IMDS answers for nobody
+    lab.client.delete_vm(their_vm)
+    gone = requests.get(f"{base}/vms/{their_vm}/metadata/identity/oauth2/token",
+                        params=params, headers={"Metadata": "true"})
+    assert gone.status_code == 400
 
 
 def test_imds_flavour_of_managed_identity_credential_inside_a_vm(
