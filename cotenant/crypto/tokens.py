@@ -193,6 +193,9 @@ class TokenVerifier:
         self._issuers = {normalize_issuer(i): i for i in allowed_issuers}
         if not self._issuers:
             raise ValueError("at least one allowed issuer is required")
+        if any(not issuer.startswith("https://") for issuer in self._issuers):
+            raise ValueError("allowed issuers must be https:// URLs (their keys are fetched "
+                             "from them)")
         self._leeway = leeway
         self._verify = verify
         self._timeout = timeout
@@ -281,8 +284,8 @@ class TokenVerifier:
     def _fetch_keys(self, issuer: str) -> dict[str, rsa.RSAPublicKey]:
         discovery = self._get_json(self._issuers[issuer].rstrip("/") + _DISCOVERY_PATH)
         jwks_uri = discovery.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-            raise TokenError("issuer discovery document has no jwks_uri", code="discovery")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
+            raise TokenError("issuer discovery document has no https jwks_uri", code="discovery")
         if "issuer" in discovery and normalize_issuer(str(discovery["issuer"])) != issuer:
             raise TokenError("issuer discovery document names another issuer", code="discovery")
         jwks = self._get_json(jwks_uri)

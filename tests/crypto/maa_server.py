@@ -29,6 +29,7 @@ class MaaServer:
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         self.hits: dict[str, int] = {"discovery": 0, "jwks": 0}
         self.issuer_suffix = ""  # lets a test announce another issuer in discovery
+        self.jwks_uri: str | None = None  # lets a test announce another JWKS address
         self.extra_jwks: list[dict[str, Any]] = []  # served as-is (e.g. x5c-only entries)
         self._server = HttpsJsonServer(pki, tls_key, workdir, self._handle)
         self.ca_bundle = self._server.ca_bundle
@@ -41,7 +42,7 @@ class MaaServer:
                 200,
                 {
                     "issuer": self.issuer + self.issuer_suffix,
-                    "jwks_uri": self.issuer + "/certs",
+                    "jwks_uri": self.jwks_uri or self.issuer + "/certs",
                     "id_token_signing_alg_values_supported": ["RS256"],
                 },
                 {},

@@ -139,6 +139,22 @@ def test_discovery_naming_another_issuer(maa: MaaServer) -> None:
         maa.issuer_suffix = ""
 
 
+def test_plain_http_jwks_uri_is_never_fetched(maa: MaaServer) -> None:
+    verifier = TokenVerifier([maa.issuer], verify=maa.ca_bundle)
+    maa.jwks_uri = maa.issuer.replace("https://", "http://") + "/certs"
+    before = maa.hits["jwks"]
+    try:
+        error = _reject(verifier, maa.token(GUEST))
+    finally:
+        maa.jwks_uri = None
+    assert error.code == "discovery" and maa.hits["jwks"] == before
+
+
+def test_plain_http_issuers_are_refused() -> None:
+    with pytest.raises(ValueError, match="https"):
+        TokenVerifier(["http://sharedneu.neu.attest.azure.net"])
+
+
 def test_expired(maa: MaaServer, verifier: TokenVerifier) -> None:
     assert _reject(verifier, maa.token(GUEST, lifetime=-120)).code == "expired"
 
