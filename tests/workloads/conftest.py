@@ -24,6 +24,10 @@ OWNERS = ("contoso", "fabrikam")
 # Which keys each party's VM identity may release (the reference access matrix, minus
 # Fabrikam's VM, which these tests do not need).
 GRANTS = {"contoso": ["contoso"], "woodgrove": ["contoso", "fabrikam", "woodgrove"]}
+# How each VM's agent learns the keys it must NOT get: Contoso's agent lists every key (as the
+# control plane configures it; the vaults refuse the others at release), Woodgrove's would
+# probe explicitly (``isolation_probes``).
+ALLOW_LIST_EVERY_KEY = {"contoso"}
 
 
 @dataclass
@@ -44,10 +48,13 @@ def lab_scenario(lab: RunningLab, azurite: Azurite) -> Iterator[LabScenario]:  #
         agents = {}
         for party, allowed in GRANTS.items():
             client_id = world.identity(party, allowed)
-            probes = [{"vault_url": world.vaults[p], "name": world.keys[p]}
+            others = [{"vault_url": world.vaults[p], "name": world.keys[p]}
                       for p in world.vaults if p not in allowed]
-            agents[party] = world.vm(party, "confidential", client_id, allowed,
-                                     isolation_probes=probes)
+            if party in ALLOW_LIST_EVERY_KEY:
+                agents[party] = world.vm(party, "confidential", client_id, list(world.vaults))
+            else:
+                agents[party] = world.vm(party, "confidential", client_id, allowed,
+                                         isolation_probes=others)
     yield LabScenario(lab, world, agents)
 
 

@@ -46,8 +46,7 @@ def _wait_released(client: AgentClient, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         entries = client.keys()
-        states = [entry["state"] for entry in entries]
-        if states and all(s == "released" for s in states):
+        if any(e["name"] == "contoso-secret-key" and e["state"] == "released" for e in entries):
             return
         time.sleep(0.2)
     raise AssertionError(f"key not released: {client.keys()}")

@@ -192,12 +192,26 @@ def build_app(
         return JSONResponse({"results": await isolation_results.get()})
 
     def check_isolation() -> list[dict[str, Any]]:
+        """The agent asks the vaults of its isolation probes now; keys its allow-list names
+        but whose vault refused them at start-up are shown with that refusal."""
         try:
-            return agent.isolation_check()
+            results = agent.isolation_check()
+            entries = agent.keys()
         except AgentError as exc:
             raise ApiError(502, "AgentError",
                            f"the guest agent could not run the isolation check ({exc.code})"
                            ) from None
+        asked = {(r.get("vault"), r.get("name")) for r in results}
+        for entry in entries:
+            if entry.get("state") != "denied" or (entry.get("vault"), entry.get("name")) in asked:
+                continue
+            code = str(entry.get("error_code", ""))
+            results.append({
+                "vault": entry.get("vault"), "name": entry.get("name"), "released": False,
+                "status": 403 if code.startswith("Forbidden") else None, "code": code,
+                "message": str(entry.get("error", "")), "when": "at start-up",
+            })
+        return results
 
     isolation_results = _Shared(check_isolation)
 

@@ -59,6 +59,7 @@ def launch_app(
     timeout: float = 90.0,
 ) -> LaunchedApp:
     """Start the app for ``config`` (its state dir should be under ``directory``)."""
+    directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     config_path = directory / "app.toml"
     _write_private(config_path, app_config_toml(config))

@@ -78,9 +78,12 @@ async function loadKeys(attempt = 0) {
       policies.appendChild(el("pre", text));
     }
     const released = result.keys.filter((k) => k.state === "released").length;
-    setStatus("keys-status", released + " of " + result.keys.length + " keys released to this VM",
-      released === result.keys.length ? "ok" : "pending");
+    const refused = result.keys.filter((k) => k.state === "denied").length;
     const pending = result.keys.some((k) => k.state === "pending");
+    setStatus("keys-status",
+      released + " of " + result.keys.length + " keys released to this VM" +
+        (refused ? "; " + refused + " refused by their vaults (see the isolation check)" : ""),
+      pending ? "pending" : "ok");
     if (pending && attempt < 60) setTimeout(() => loadKeys(attempt + 1), 2000);
   } catch (error) {
     setStatus("keys-status", "Key status unavailable: " + error.message, "bad");
@@ -92,7 +95,8 @@ async function runIsolation() {
   try {
     const result = await getJson("/api/isolation");
     fillRows(document.querySelector("#isolation-table tbody"),
-      result.results.map((r) => [r.vault, r.name, r.released ? "RELEASED" : "refused",
+      result.results.map((r) => [r.vault, r.name,
+        (r.released ? "RELEASED" : "refused") + (r.when ? " (" + r.when + ")" : ""),
         [r.status, r.code, r.message].filter((x) => x !== undefined && x !== null).join(" ")]));
     const leaked = result.results.some((r) => r.released);
     const unanswered = result.results.some((r) => !r.released && r.status !== 403);
