@@ -172,7 +172,8 @@ def _check_thumbprints(header: dict[str, Any], leaf: x509.Certificate) -> None:
         "x5t#S256": b64url_encode(hashlib.sha256(der).digest()),
     }
     for name, thumbprint in expected.items():
-        if name in header and header[name].rstrip("=") != thumbprint:
+        if name in header and (not isinstance(header[name], str)
+                               or header[name].rstrip("=") != thumbprint):
             raise ReleaseError(f"release JWS {name} does not match x5c[0]", code="bad_x5c")
 
 
@@ -272,8 +273,11 @@ def _check_public_half(key: PrivateKey | bytes, jwk: dict[str, Any]) -> None:
     if not isinstance(key, rsa.RSAPrivateKey) or "n" not in jwk:
         return
     numbers = key.public_key().public_numbers()
-    n = int.from_bytes(b64url_decode(jwk["n"]), "big")
-    e = int.from_bytes(b64url_decode(jwk.get("e", "AQAB")), "big")
+    try:
+        n = int.from_bytes(b64url_decode(jwk["n"]), "big")
+        e = int.from_bytes(b64url_decode(jwk.get("e", "AQAB")), "big")
+    except (TypeError, ValueError, AttributeError):
+        raise ReleaseError("released key's public n/e are malformed", code="malformed") from None
     if (numbers.n, numbers.e) != (n, e):
         raise ReleaseError(
             "released private key does not match the key's public n/e", code="key_mismatch"

@@ -189,6 +189,19 @@ def test_thumbprint_mismatch_is_rejected(pki: Pki, vault_chain) -> None:
     assert _verify(forged, pki).code == "bad_x5c"
 
 
+def test_malformed_header_and_key_fields_are_release_errors(pki: Pki, vault_chain) -> None:
+    signer, chain = vault_chain
+    value = sign_release_jws(_payload(b"\x01" * 32), signer, chain)
+    header = json.loads(jwt.utils.base64url_decode(value.split(".")[0]))
+    header["x5t"] = 12345  # not a string: refused as a mismatch, not a crash
+    forged = b64url_encode(json.dumps(header).encode()) + "." + value.split(".", 1)[1]
+    assert _verify(forged, pki).code == "bad_x5c"
+    for n in (12345, ["AQAB"]):
+        payload = _payload(rsa_key(2048, slot=1))
+        payload["response"]["key"]["key"]["n"] = n
+        assert _verify(_sign(payload, vault_chain), pki).code == "malformed"
+
+
 def test_real_sample_payload_parses() -> None:
     """The quickstart's release payload (its JWS and x5c are truncated in the source, so only
     the payload can be checked: shape, kid, enc, policy)."""
