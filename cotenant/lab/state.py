@@ -65,7 +65,7 @@ class KeyVersion(BaseModel):
     kty: str
     key_size: int | None = None
     key_ops: list[str] = Field(default_factory=list)
-    material: str  # PEM (RSA) or hex (oct) — secret
+    material: str = Field(repr=False)  # PEM (RSA) or hex (oct) — secret
     enabled: bool = True
     exportable: bool = False
     created: int = Field(default_factory=lambda: int(time.time()))
@@ -103,7 +103,8 @@ class Vault(BaseModel):
     purge_protection: bool = True
     keys: dict[str, Key] = Field(default_factory=dict)
     deleted_keys: dict[str, Key] = Field(default_factory=dict)
-    signing_key: str = ""  # PEM of the key behind the vault's release-signing certificate
+    # PEM of the key behind the vault's release-signing certificate — secret
+    signing_key: str = Field("", repr=False)
     signing_cert: str = ""  # PEM chain (leaf first) — issued by the lab CA for the vault host
     network: dict[str, Any] = Field(default_factory=dict)
 
@@ -112,7 +113,7 @@ class Authority(BaseModel):
     """An attestation authority (one per region host) and its token-signing key."""
 
     host: str
-    signing_key: str  # PEM — secret
+    signing_key: str = Field(repr=False)  # PEM — secret
     cert: str  # PEM, self-signed like MAA's
     kid: str
 
@@ -156,7 +157,7 @@ class DeploymentRecord(BaseModel):
 class LabState(BaseModel):
     tenant_id: str = Field(default_factory=new_id)
     subscription_id: str = Field(default_factory=new_id)
-    identity_signing_key: str = ""
+    identity_signing_key: str = Field("", repr=False)
     identities: dict[str, Identity] = Field(default_factory=dict)  # by client id
     role_assignments: list[RoleAssignment] = Field(default_factory=list)
     vaults: dict[str, Vault] = Field(default_factory=dict)

@@ -17,12 +17,14 @@ from azure.keyvault.keys import KeyClient, KeyReleasePolicy
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cotenant.crypto.encoding import b64url_decode, b64url_encode
 from cotenant.crypto.errors import CryptoError
 from cotenant.crypto.skr import verify_release_response
+from cotenant.lab.ca import private_pem
 from cotenant.lab.evidence import EvidenceError, open_token
+from cotenant.lab.state import Authority, Key, KeyVersion, LabState, Vault
 from cotenant.lab.testing import RunningLab
 from cotenant.plan import APP_KEY_OPS
 from cotenant.policy import build_release_policy
@@ -152,3 +154,15 @@ def test_replayed_evidence_yields_a_token_only_its_vm_can_read(lab_env: RunningL
     token = open_token(sealed, lab_env.client.vtpm(vm).decrypt)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["x-ms-runtime"]["client-payload"]["nonce"] == "challenge-1"
+
+
+def test_lab_state_repr_holds_no_private_keys() -> None:
+    pem = private_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)).decode()
+    state = LabState(identity_signing_key=pem)
+    vault = Vault(name="kv-repr", signing_key=pem)
+    vault.keys["k"] = Key(name="k", versions=[KeyVersion(kty="RSA-HSM", material=pem)])
+    state.vaults["kv-repr"] = vault
+    state.authorities["a"] = Authority(host="a", signing_key=pem, cert="c", kid="kid")
+    assert "PRIVATE KEY" not in repr(state) and "PRIVATE KEY" not in str(state)
+    restored = LabState.model_validate_json(state.model_dump_json())  # still persisted
+    assert restored.vaults["kv-repr"].keys["k"].versions[0].material == pem
