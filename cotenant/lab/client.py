@@ -18,12 +18,16 @@ parameters)``, ``get_deployment(rg, name)`` (``state`` Running/Succeeded/Failed,
 ``identities``, ``role_assignments``, ``vms``, ``get_vm`` (``security_type``), ``restart_vm``,
 ``set_access_policy``, ``set_faults``, ``info``, ``vault_url(name)``.
 
+Code acting as a VM (tests, tools) gets that VM's identity tokens through the VM's IMDS:
+``lab.vm_credential("contoso-vm", client_id)`` (an azure-core ``TokenCredential``), exactly as
+the guest inside it would; an identity not assigned to the VM gets nothing.
+
 Errors from the lab raise :class:`LabError` (``status``, ``code``, ``message``).
 ``environ()`` returns ``HTTPS_PROXY``/``NO_PROXY`` (the lab proxy that carries
 ``*.vault.azure.net`` and ``*.attest.azure.net`` to the lab), ``REQUESTS_CA_BUNDLE``,
 ``SSL_CERT_FILE``, ``IDENTITY_ENDPOINT``, ``IDENTITY_HEADER`` (azure-identity's
-``ManagedIdentityCredential`` then gets lab tokens: the operator identity without a
-``client_id``), ``COTENANT_LAB_ATTESTATION_URL``, ``COTENANT_LAB_MANAGEMENT_URL``,
+``ManagedIdentityCredential`` then gets lab tokens for the operator identity, the only one
+assigned to the control plane), ``COTENANT_LAB_ATTESTATION_URL``, ``COTENANT_LAB_MANAGEMENT_URL``,
 ``COTENANT_LAB_IMDS_URL`` and, when the lab was started with Azurite,
 ``AZURE_STORAGE_CONNECTION_STRING``.
 """
@@ -34,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
 
 from cotenant.lab.endpoints import LabEndpoints
 from cotenant.lab.vault.service import vault_url as _vault_url
@@ -44,6 +50,38 @@ class LabError(RuntimeError):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}" if code else message)
         self.status, self.code, self.message = status, code, message
+
+
+class VmCredential:
+    """Tokens for an identity of one lab VM, from that VM's IMDS (``TokenCredential``)."""
+
+    def __init__(self, imds_url: str, client_id: str | None = None, *,
+                 timeout: float = 30.0) -> None:
+        self.imds_url, self.client_id, self.timeout = imds_url.rstrip("/"), client_id, timeout
+        self._session = requests.Session()
+        self._session.trust_env = False  # IMDS is plain loopback HTTP
+
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        if len(scopes) != 1:
+            raise ValueError("exactly one scope is required")
+        params = {"api-version": "2018-02-01", "resource": scopes[0].removesuffix("/.default")}
+        if self.client_id:
+            params["client_id"] = self.client_id
+        try:
+            response = self._session.get(f"{self.imds_url}/metadata/identity/oauth2/token",
+                                         params=params, headers={"Metadata": "true"},
+                                         timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ClientAuthenticationError(f"the lab IMDS is not answering: "
+                                            f"{type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise ClientAuthenticationError(f"the lab IMDS refused the token request "
+                                            f"({response.status_code})")
+        body = response.json()
+        return AccessToken(body["access_token"], int(body["expires_on"]))
+
+    def close(self) -> None:
+        self._session.close()
 
 
 class LabClient:
@@ -160,6 +198,10 @@ class LabClient:
 
     def delete_vm(self, name: str) -> None:
         self._call("DELETE", f"/lab/vms/{name}")
+
+    def vm_credential(self, name: str, client_id: str | None = None) -> VmCredential:
+        """A credential for identity ``client_id`` of VM ``name`` (its IMDS, as inside it)."""
+        return VmCredential(self.endpoints.imds_url(name), client_id, timeout=self.timeout)
 
     def vtpm(self, name: str) -> SoftwareVTPM:
         """The software vTPM of VM ``name`` (what the guest inside it uses)."""

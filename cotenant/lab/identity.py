@@ -6,7 +6,9 @@ signed by the lab's identity key, which the lab's Key Vault verifies:
 * ``GET /msi/token?api-version=2019-08-01&resource=…[&client_id=…]`` with header
   ``X-IDENTITY-HEADER`` — the App Service form that azure-identity's
   ``ManagedIdentityCredential`` uses when ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` are set.
-  Without ``client_id`` the token is the lab's operator identity (the control plane).
+  It speaks for the control plane only: the operator identity (with or without its
+  ``client_id``). Like App Service, it never issues tokens for identities assigned elsewhere
+  (a party VM's identity comes only from that VM's IMDS).
 * ``GET /vms/<vm>/metadata/identity/oauth2/token?resource=…[&client_id=…]`` with header
   ``Metadata: true`` — IMDS for one simulated VM (only identities assigned to that VM).
   A VM process gets ``AZURE_POD_IDENTITY_AUTHORITY_HOST=<identity>/vms/<vm>`` so the
@@ -114,7 +116,10 @@ class IdentityService:
             raise HttpError(401, "unauthorized", "missing or wrong X-IDENTITY-HEADER")
         resource = _resource_of(request.query_params.get("resource"))
         client_id = request.query_params.get("client_id")
-        identity = self.get(client_id) if client_id else self.store.read().operator()
+        identity = self.store.read().operator()
+        if client_id and client_id != identity.client_id:
+            raise HttpError(400, "invalid_request", "the identity is not assigned to the "
+                            "control plane (only the operator identity is)")
         token, expires_on = self.issue(identity, resource)
         return JSONResponse({
             "access_token": token, "expires_on": str(expires_on), "resource": resource,

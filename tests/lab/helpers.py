@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.keys import KeyClient, KeyReleasePolicy, KeyVaultKey
 
+from cotenant.lab.client import LabClient, VmCredential
 from cotenant.lab.testing import RunningLab
 from cotenant.policy import build_release_policy
 
@@ -27,19 +28,30 @@ class SkrKey:
     key: KeyVaultKey
     releaser: dict[str, Any]
     policy: dict[str, Any]
+    releaser_vm: str | None = field(default=None)
 
     @property
     def name(self) -> str:
         return self.key.name
 
     def releaser_client(self) -> KeyClient:
-        return KeyClient(self.vault_url,
-                         ManagedIdentityCredential(client_id=self.releaser["client_id"]))
+        """A KeyClient authenticated as the releaser identity, from a VM that holds it."""
+        if self.releaser_vm is None:
+            self.releaser_vm = self.vm("standard")
+        return KeyClient(self.vault_url, self.lab.client.vm_credential(
+            self.releaser_vm, self.releaser["client_id"]))
 
     def vm(self, kind: str) -> str:
         name = unique(f"vm-{kind}")
         self.lab.client.create_vm(name, kind, identities=[self.releaser["client_id"]])
         return name
+
+
+def vm_identity(client: LabClient, client_id: str) -> VmCredential:
+    """The identity ``client_id`` as a VM holding it sees it (a new VM, through its IMDS)."""
+    vm = unique("vm-id")
+    client.create_vm(vm, "standard", identities=[client_id])
+    return client.vm_credential(vm, client_id)
 
 
 def make_skr_key(lab: RunningLab, *, extra_claims: list | None = None,

@@ -104,8 +104,25 @@ def test_managed_identity_credential_gets_lab_tokens(lab_env: RunningLab) -> Non
     claims = jwt.decode(operator.token, options={"verify_signature": False})
     assert claims["oid"] == client.operator()["principal_id"]
     assert claims["aud"] == "https://vault.azure.net"
-    other = client.create_identity(unique("id"))
-    token = ManagedIdentityCredential(client_id=other["client_id"]).get_token(
+    same = ManagedIdentityCredential(client_id=client.operator()["client_id"]).get_token(
+        "https://vault.azure.net/.default")
+    assert jwt.decode(same.token, options={"verify_signature": False})["oid"] == \
+        claims["oid"]
+
+
+def test_the_control_plane_endpoint_issues_no_other_identity(lab: RunningLab) -> None:
+    """App Service's identity endpoint speaks only for the identities assigned to the app:
+    the operator cannot mint a party VM's identity token and use it as that VM."""
+    env = lab.environ()
+    other = lab.client.create_identity(unique("id"))
+    vm = unique("vm")
+    lab.client.create_vm(vm, "confidential", identities=[other["client_id"]])
+    refused = requests.get(env["IDENTITY_ENDPOINT"], params={
+        "api-version": "2019-08-01", "resource": "https://vault.azure.net",
+        "client_id": other["client_id"]}, headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]})
+    assert refused.status_code == 400 and "access_token" not in refused.text
+    # the VM holding it gets it through its own IMDS
+    token = lab.client.vm_credential(vm, other["client_id"]).get_token(
         "https://vault.azure.net/.default")
     assert jwt.decode(token.token, options={"verify_signature": False})["appid"] == \
         other["client_id"]

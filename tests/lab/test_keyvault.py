@@ -20,7 +20,7 @@ from cryptography import x509
 
 from cotenant.crypto.skr import verify_release_response
 from cotenant.lab.testing import RunningLab
-from tests.lab.helpers import SkrKey, make_skr_key, unique
+from tests.lab.helpers import SkrKey, make_skr_key, unique, vm_identity
 
 
 def _anchors(lab: RunningLab) -> list[x509.Certificate]:
@@ -150,7 +150,7 @@ def test_roles_limit_operations(skr_key: SkrKey) -> None:
     # Crypto User at vault scope: read and crypto operations, but no create and no release.
     user = client.create_identity(unique("user"))
     client.grant(user["client_id"], skr_key.vault_url, "Key Vault Crypto User")
-    credential = ManagedIdentityCredential(client_id=user["client_id"])
+    credential = vm_identity(client, user["client_id"])
     user_keys = KeyClient(skr_key.vault_url, credential)
     assert user_keys.get_key(skr_key.name).id == skr_key.key.id
     crypto = CryptographyClient(skr_key.key, credential)
@@ -160,8 +160,8 @@ def test_roles_limit_operations(skr_key: SkrKey) -> None:
         user_keys.create_rsa_key(unique("nope"))
     assert info.value.status_code == 403
     # An identity with nothing: 403 everywhere.
-    nobody = KeyClient(skr_key.vault_url, ManagedIdentityCredential(
-        client_id=client.create_identity(unique("nobody"))["client_id"]))
+    nobody = KeyClient(skr_key.vault_url, vm_identity(
+        client, client.create_identity(unique("nobody"))["client_id"]))
     with pytest.raises(HttpResponseError) as info:
         list(nobody.list_properties_of_keys())
     assert info.value.status_code == 403

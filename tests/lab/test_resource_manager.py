@@ -99,8 +99,8 @@ def test_three_party_tenant_deploys(lab_env: RunningLab) -> None:
     # the CVM's identity can release its own key with its own attestation token
     token = client.vm_token(first.vm_name)
     vault = parties[first.party]["vaultUri"]
-    releaser = KeyClient(vault, ManagedIdentityCredential(
-        client_id=parties[first.party]["identityClientId"]))
+    releaser = KeyClient(vault, client.vm_credential(
+        first.vm_name, parties[first.party]["identityClientId"]))
     assert releaser.release_key(first.app_key_name, token).value
 
     # idempotent: the same deployment again is the same deployment

@@ -46,8 +46,9 @@ def _app_key(lab: RunningLab, vault_url: str) -> str:
         release_policy=KeyReleasePolicy(json.dumps(policy).encode())).name
 
 
-def _release(lab: RunningLab, vault_url: str, key: str, client_id: str, token: str) -> str:
-    return KeyClient(vault_url, ManagedIdentityCredential(client_id=client_id)).release_key(
+def _release(lab: RunningLab, vault_url: str, key: str, vm: str, client_id: str,
+             token: str) -> str:
+    return KeyClient(vault_url, lab.client.vm_credential(vm, client_id)).release_key(
         key, token).value
 
 
@@ -66,7 +67,7 @@ def test_the_vault_officer_cannot_unwrap_with_an_app_key(lab_env: RunningLab) ->
     lab.client.grant(releaser["client_id"], f"{url}/keys/{name}", RELEASE_USER)
     vm = unique("vm")
     lab.client.create_vm(vm, "confidential", identities=[releaser["client_id"]])
-    value = _release(lab, url, name, releaser["client_id"], lab.client.vm_token(vm))
+    value = _release(lab, url, name, vm, releaser["client_id"], lab.client.vm_token(vm))
     released = verify_release_response(value, vault_host=url.removeprefix("https://"),
                                        trust_anchors=_anchors(lab),
                                        rsa_decrypt=lab.client.vtpm(vm).decrypt)
@@ -82,14 +83,14 @@ def test_a_key_scoped_grant_releases_that_key_only(lab_env: RunningLab) -> None:
     vm = unique("vm")
     lab.client.create_vm(vm, "confidential", identities=[releaser["client_id"]])
     token = lab.client.vm_token(vm)
-    assert _release(lab, url, mine, releaser["client_id"], token)
+    assert _release(lab, url, mine, vm, releaser["client_id"], token)
     with pytest.raises(HttpResponseError) as info:  # same vault, same policy, other key
-        _release(lab, url, theirs, releaser["client_id"], token)
+        _release(lab, url, theirs, vm, releaser["client_id"], token)
     assert info.value.status_code == 403
     assert lab.client.audit(key=theirs)[-1]["decision"] == "denied"
     # a vault-scope assignment covers every key of the vault, as in Azure
     lab.client.grant(releaser["client_id"], url, RELEASE_USER)
-    assert _release(lab, url, theirs, releaser["client_id"], token)
+    assert _release(lab, url, theirs, vm, releaser["client_id"], token)
 
 
 def test_a_release_to_one_vm_is_useless_to_another(skr_key: SkrKey) -> None:
