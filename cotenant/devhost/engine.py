@@ -79,6 +79,8 @@ class Live:
     draining: bool = False
     timer_handles: dict[int, int] = field(default_factory=dict)
     in_flight: int = 0  # activities running for this instance
+    results: set[int] = field(default_factory=set)  # task/timer ids with a result event
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # parent told, if any
 
     @property
     def eng(self) -> dict[str, Any]:
@@ -100,6 +102,18 @@ def check_instance_id(iid: str) -> None:
                           "'/', '\\', '#' or '?'")
 
 
+_RESULTS = {EventType.TASK_COMPLETED: "TaskScheduledId", EventType.TASK_FAILED: "TaskScheduledId",
+            EventType.SUB_ORCHESTRATION_COMPLETED: "TaskScheduledId",
+            EventType.SUB_ORCHESTRATION_FAILED: "TaskScheduledId",
+            EventType.TIMER_FIRED: "TimerId"}
+
+
+def _result_id(evt: dict[str, Any]) -> int | None:
+    """The task or timer id an event is the result of (None for other events)."""
+    field_name = _RESULTS.get(evt["EventType"])
+    return None if field_name is None else int(evt[field_name])
+
+
 def _fresh_engine_state() -> dict[str, Any]:
     return {"next_seq": 0, "retry": {}, "retry_timers": {}, "timers": {}}
 
@@ -115,7 +129,6 @@ class Engine:
         self.stats = Stats()
         self._lives: dict[str, Live] = {}
         self._loading: dict[str, asyncio.Future[Live | None]] = {}
-        self._terminal: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._seconds_per_event = 0.0  # replay cost, moving average
 
@@ -156,6 +169,7 @@ class Engine:
                                       f"{existing.record.runtime_status} already exists.")
                 self._cancel_timers(existing)
             self._lives.pop(iid, None)
+            existing.finished.set()  # its waiters move on to the new instance
         now = self.timers.clock.now()
         record = InstanceRecord(
             instance_id=iid, name=name, runtime_status="Pending", input=input_text,
@@ -166,7 +180,6 @@ class Engine:
             engine=_fresh_engine_state())
         live = Live(record, [])
         self._lives[iid] = live
-        self._terminal.pop(iid, None)
         stale = [key for key, _ in existing.inbox if key is not None] if existing else []
         await self.store.commit(record, [], stale, reset_from=existing.record.history_len
                                 if existing else None)
@@ -266,9 +279,18 @@ class Engine:
         live = await self._live(iid)
         if live is None:
             raise EngineError(404, f"No instance with ID '{iid}' found.")
-        if live.record.runtime_status not in TERMINAL:
-            event = self._terminal.setdefault(iid, asyncio.Event())
-            await asyncio.wait_for(event.wait(), timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            await asyncio.wait_for(live.finished.wait(), left)
+            if self._lives.get(iid) is live or live.record.runtime_status in TERMINAL:
+                break
+            # Superseded (reloaded after a storage failure): wait on the fresh state.
+            fresh = await self._live(iid)
+            if fresh is None:
+                raise EngineError(404, f"No instance with ID '{iid}' found.")
+            live = fresh
         found = await self.status(iid)
         assert found is not None
         return found
@@ -291,6 +313,11 @@ class Engine:
                 for evt in loaded.history:
                     evt["IsPlayed"] = True
                 live = Live(loaded.record, loaded.history, inbox=list(loaded.inbox))
+                live.results = {r for r in map(_result_id, loaded.history + [e for _, e in
+                                                                             loaded.inbox])
+                                if r is not None}
+                if loaded.record.runtime_status in TERMINAL:
+                    live.finished.set()
                 if loaded.record.runtime_status in ACTIVE and loaded.history:
                     live.leaves = self._replay_leaves(live)
                 self._lives[iid] = live
@@ -313,15 +340,9 @@ class Engine:
             now = self.timers.clock.now()
             live.inbox.insert(0, (None, h.execution_started(now, rec.name, rec.input,
                                                             rec.parent_instance_id)))
-        done: set[int] = set()
-        for evt in live.history:
-            if evt["EventType"] in (EventType.TASK_COMPLETED, EventType.TASK_FAILED,
-                                    EventType.SUB_ORCHESTRATION_COMPLETED,
-                                    EventType.SUB_ORCHESTRATION_FAILED):
-                done.add(int(evt["TaskScheduledId"]))
         for evt in live.history:
             seq = int(evt["EventId"])
-            if seq in done:
+            if seq in live.results:  # recorded, or waiting in the inbox
                 continue
             if evt["EventType"] == EventType.TASK_SCHEDULED:
                 self._spawn(self._run_activity(live, seq, evt["Name"], evt.get("Input")))
@@ -342,6 +363,14 @@ class Engine:
 
     # ------------------------------------------------------------------ episodes
     def _deliver(self, live: Live, key: str | None, evt: dict[str, Any]) -> None:
+        """Queue a new event; a second result for the same task or timer is dropped."""
+        result_of = _result_id(evt)
+        if result_of is not None:
+            if result_of in live.results:
+                log.info("instance %s: dropped a second result for task %s",
+                         live.record.instance_id, result_of)
+                return
+            live.results.add(result_of)
         live.inbox.append((key, evt))
         self._kick(live)
 
@@ -378,6 +407,7 @@ class Engine:
         del self._lives[iid]
         for handle in live.timer_handles.values():
             self.timers.cancel(handle)
+        live.finished.set()  # waiters move on to the reloaded state
         delay = 0.5
         while True:
             await asyncio.sleep(delay)
@@ -553,6 +583,7 @@ class Engine:
         old_len = rec.history_len
         live.history = []
         live.leaves = []
+        live.results = set()
         rec.history_len = 0
         rec.input = input_text
         rec.execution += 1
@@ -598,6 +629,7 @@ class Engine:
             # The SDK surfaces the failure once the retry timer fires: fire it now.
             incoming += [h.timer_created(now, timer_id, now),
                          h.timer_fired(now, timer_id, h.iso(now))]
+            live.results.add(timer_id)
             return
         fire_at = now + timedelta(milliseconds=int(options["firstRetryIntervalInMilliseconds"]))
         post.append(h.timer_created(now, timer_id, fire_at))
@@ -672,10 +704,12 @@ class Engine:
             self._deliver(parent, None, h.sub_orchestration_failed(now, seq, str(exc), ""))
 
     async def _finished(self, live: Live) -> None:
-        event = self._terminal.setdefault(live.record.instance_id, asyncio.Event())
-        event.set()
-        if live.record.parent_instance_id:
-            await self._notify_parent(live)
+        """Tell the parent (durably), then wake whoever waits for this instance."""
+        try:
+            if live.record.parent_instance_id:
+                await self._notify_parent(live)
+        finally:
+            live.finished.set()
 
     async def _notify_parent(self, child: Live) -> None:
         rec = child.record

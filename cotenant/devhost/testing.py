@@ -36,11 +36,12 @@ Usage::
 
 Other helpers: ``status(iid)`` (None if unknown), ``wait_until(iid, predicate)``,
 ``wait_for_status(iid, "Running")``, ``wait_for_history(iid, "TaskCompleted", count)``,
-``terminate(iid, reason)``, ``purge(iid)``, ``list_instances()``, ``stats`` (episodes,
-replayed events, replay seconds, activities), ``base_url``, ``function_key``, ``master_key``,
-and ``restart()`` (stop and start again on the same storage and clock, to test resumption).
-``triggers=True`` also runs queue and timer triggers; ``keys_file`` and
-``max_concurrent_activities`` override the keys file and host.json's activity limit.
+``terminate(iid, reason)``, ``suspend(iid)``, ``resume(iid)``, ``purge(iid)``,
+``list_instances()``, ``stats`` (episodes, replayed events, replay seconds, activities),
+``base_url``, ``function_key``, ``master_key``, and ``restart()`` (stop and start again on
+the same storage and clock, to test resumption). ``triggers=True`` also runs queue and timer
+triggers; ``keys_file`` and ``max_concurrent_activities`` override the keys file and
+host.json's activity limit.
 
 Statuses are committed views (never half-way through an episode); ``Status.history`` uses
 the status API's event names (``"TaskScheduled"``, ``"TimerFired"``, ...). Errors of the
@@ -190,6 +191,12 @@ class DevHostHarness:
 
     def terminate(self, instance_id: str, reason: str = "") -> None:
         self._run(self._engine.terminate(instance_id, reason))
+
+    def suspend(self, instance_id: str, reason: str = "") -> None:
+        self._run(self._engine.suspend(instance_id, reason))
+
+    def resume(self, instance_id: str, reason: str = "") -> None:
+        self._run(self._engine.resume(instance_id, reason))
 
     def purge(self, instance_id: str) -> int:
         return int(self._run(self._engine.purge(instance_id)))

@@ -117,3 +117,20 @@ def test_storage_outage_while_running_resumes_from_last_commit(
     assert status.output == [0.05, 1.0]
     assert journal.count("slow:0.05") == 1
     assert journal.count("slow:1.0") == 2  # its result could not be recorded: run again
+
+
+def test_result_waiting_in_inbox_is_not_delivered_twice_after_restart(
+        host: DevHostHarness) -> None:
+    parent = host.start_orchestration("parent_of_waiter", instance_id=unique("p"))
+    child = f"{parent}-child"
+    host.wait_for_status(child, "Running")
+    host.wait_for_history(child, "TaskCompleted")
+    host.suspend(parent)  # the child's result will wait in the parent's inbox
+    host.raise_event(child, "Go", "done")
+    assert host.wait(child).output == "done"
+    host.restart()
+    host.resume(parent)
+    status = host.wait(parent)
+    assert status.output == {"child": "done"}
+    results = [e for e in status.history if e["EventType"] == "SubOrchestrationInstanceCompleted"]
+    assert len(results) == 1

@@ -123,6 +123,13 @@ def parent(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def parent_of_waiter(context: df.DurableOrchestrationContext):
+    child = yield context.call_sub_orchestrator("early_event",
+                                                instance_id=f"{context.instance_id}-child")
+    return {"child": child}
+
+
+@app.orchestration_trigger(context_name="context")
 def flaky_child(context: df.DurableOrchestrationContext):
     return (yield context.call_activity("flaky", context.get_input()))
 
