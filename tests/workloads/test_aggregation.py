@@ -86,3 +86,13 @@ def test_summary_reports_an_unreachable_app_in_one_line() -> None:
     with pytest.raises(AnalyticsUnavailable) as caught:
         fetch_report(f"http://127.0.0.1:{free_port()}", timeout=1)
     assert "\n" not in str(caught.value)
+
+
+def test_isolation_probes_get_the_other_vaults_refusal(lab_apps: dict[str, str]) -> None:
+    # Fabrikam's agent probes Contoso's and Woodgrove's keys explicitly (isolation_probes).
+    response = httpx.get(lab_apps["fabrikam"] + "/api/isolation", timeout=60)
+    results = response.json()["results"]
+    assert sorted(r["name"] for r in results) == ["contoso-secret-key", "woodgrove-secret-key"]
+    for result in results:
+        assert result["released"] is False and result["status"] == 403, result
+        assert result["code"].startswith("Forbidden") and "when" not in result

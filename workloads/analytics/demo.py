@@ -14,6 +14,7 @@ import io
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 from azure.identity import ManagedIdentityCredential
@@ -78,12 +79,23 @@ def agent_url(lab: LabClient, vm_name: str) -> str:
     return f"http://{load_config(Path(vm['directory']) / 'agent.toml').api.listen}"
 
 
-def start_demo(plan: Plan, lab: LabClient, root: Path, *,
-               data_dir: Path = DATA) -> dict[str, LaunchedApp]:
-    """Publish the owners' sealed data and launch every party's app; party -> app."""
+def start_demo(
+    plan: Plan,
+    lab: LabClient,
+    root: Path,
+    *,
+    data_dir: Path = DATA,
+    connection_string: str | None = None,
+    reference_date: date | None = None,
+    workers: Mapping[str, int] | None = None,
+) -> dict[str, LaunchedApp]:
+    """Publish the owners' sealed data and launch every party's app; party -> app.
+
+    Storage is the lab's Azurite (``connection_string``, default: the lab's own); each app
+    runs ``workers`` uvicorn workers (default 2)."""
     root = root.resolve()
     env = lab.environ()
-    connection_string = env.get("AZURE_STORAGE_CONNECTION_STRING")
+    connection_string = connection_string or env.get("AZURE_STORAGE_CONNECTION_STRING")
     if not connection_string:
         raise RuntimeError("the lab runs without Azurite: no storage for the sealed data")
     stop_apps(root)
@@ -95,8 +107,10 @@ def start_demo(plan: Plan, lab: LabClient, root: Path, *,
         config = app_config_for(
             plan, party.party, data=locations, state_dir=root / party.party / "state",
             agent_url=agent_url(lab, party.vm_name), ca_bundle=Path(env["REQUESTS_CA_BUNDLE"]),
+            reference_date=reference_date,
         )
-        apps[party.party] = launch_app(config, root / party.party, env=env)
+        apps[party.party] = launch_app(config, root / party.party, env=env,
+                                       workers=(workers or {}).get(party.party, 2))
     return apps
 
 
