@@ -442,18 +442,24 @@ def _explain(allowed: bool, policy: ReleasePolicy, issuer: str, trace: list[str]
 
 TEE_ATTESTATION_TYPE = "x-ms-isolation-tee.x-ms-attestation-type"
 TEE_COMPLIANCE_STATUS = "x-ms-isolation-tee.x-ms-compliance-status"
+TEE_DEBUGGABLE = "x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable"
 
 
 def build_release_policy(authority: str, extra_claims: list | None = None) -> dict:
-    """The release policy of an application key: a genuine, Azure-compliant SEV-SNP CVM
-    attested by ``authority`` (guest token: the CVM facts sit under ``x-ms-isolation-tee``),
-    plus any ``extra_claims`` conditions. Raises :class:`PolicyError` on a bad extra claim.
+    """The release policy of an application key: a genuine, Azure-compliant SEV-SNP CVM that
+    is not debuggable (a debuggable guest's memory is open to its host), attested by
+    ``authority`` (guest token: the CVM facts sit under ``x-ms-isolation-tee``), plus any
+    ``extra_claims`` conditions (which can only narrow it; one repeating a base condition is
+    dropped). Raises :class:`PolicyError` on a bad extra claim.
     """
-    conditions: list[dict[str, Any]] = [
+    base: list[dict[str, Any]] = [
         {"claim": TEE_ATTESTATION_TYPE, "equals": "sevsnpvm"},
         {"claim": TEE_COMPLIANCE_STATUS, "equals": "azure-compliant-cvm"},
-        *(extra_claims or []),
+        {"claim": TEE_DEBUGGABLE, "equals": False},
     ]
+    written = {json.dumps(c, sort_keys=True) for c in base}  # strict: False is not 0
+    conditions = base + [c for c in extra_claims or []
+                         if not isinstance(c, dict) or json.dumps(c, sort_keys=True) not in written]
     doc = {
         "version": POLICY_VERSION,
         "anyOf": [{"authority": normalize_authority(authority), "allOf": conditions}],

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from cotenant.policy import (
+    TEE_DEBUGGABLE,
     PolicyError,
     build_disk_release_policy,
     build_release_policy,
@@ -340,6 +341,20 @@ def test_build_release_policy_shape():
             {"claim": "x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable", "equals": False},
         ]}],
     }
+
+
+def test_default_release_policy_refuses_debuggable_and_unsure_guests(cvm_token):
+    policy = build_release_policy(WEU)  # no extra claims: still no debuggable guest
+    assert evaluate(policy, cvm_token).allowed
+    debuggable = copy.deepcopy(cvm_token)
+    debuggable["x-ms-isolation-tee"]["x-ms-sevsnpvm-is-debuggable"] = True
+    assert not evaluate(policy, debuggable).allowed
+    unsure = copy.deepcopy(cvm_token)  # a token that does not say counts as debuggable
+    del unsure["x-ms-isolation-tee"]["x-ms-sevsnpvm-is-debuggable"]
+    assert not evaluate(policy, unsure).allowed
+    # an extra claim can narrow the policy but never drop the base conditions
+    looser = build_release_policy(WEU, [{"claim": TEE_DEBUGGABLE, "equals": True}])
+    assert not evaluate(looser, debuggable).allowed and not evaluate(looser, cvm_token).allowed
 
 
 def test_extra_claim_restricts_release(cvm_token):

@@ -33,6 +33,11 @@ def test_vm_that_is_not_confidential_is_refused(skr_key: SkrKey, kind: str) -> N
     _refused(skr_key, token, "does not satisfy the release policy")
 
 
+def test_default_policy_refuses_a_debuggable_vm(skr_key: SkrKey) -> None:
+    token = skr_key.lab.client.vm_token(skr_key.vm("debuggable"))
+    _refused(skr_key, token, "x-ms-sevsnpvm-is-debuggable")
+
+
 def test_debuggable_vm_is_refused_when_the_policy_forbids_it(lab_env: RunningLab) -> None:
     key = make_skr_key(lab_env, extra_claims=[
         {"claim": "x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable", "equals": False}])
