@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jwt
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -17,6 +18,7 @@ from azure.keyvault.keys import (
 )
 from azure.keyvault.keys.crypto import CryptographyClient, EncryptionAlgorithm, KeyWrapAlgorithm
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cotenant.crypto.skr import verify_release_response
 from cotenant.lab.testing import RunningLab
@@ -215,3 +217,37 @@ def test_purge_without_purge_protection(lab_env: RunningLab) -> None:
     with pytest.raises(ResourceNotFoundError):
         officer.get_deleted_key(key.name)
     assert officer.create_rsa_key(key.name).name == key.name  # the name is free again
+
+
+def test_forged_or_misdirected_identity_tokens_are_401(skr_key: SkrKey) -> None:
+    session = requests.Session()
+    session.verify = skr_key.lab.client.endpoints.ca_bundle
+    url = f"{skr_key.vault_url}/keys?api-version=7.4"
+    genuine = ManagedIdentityCredential().get_token("https://vault.azure.net/.default").token
+    claims = jwt.decode(genuine, options={"verify_signature": False})
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode(claims, forger, algorithm="RS256", headers={"kid": "lab-identity"})
+    storage = ManagedIdentityCredential().get_token("https://storage.azure.com/.default").token
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    for token in (forged, storage, unsigned):
+        response = session.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["code"] == "Unauthorized"
+    assert session.get(url, headers={"Authorization": f"Bearer {genuine}"}).status_code == 200
+
+
+def test_malformed_key_attributes_are_400_not_500(skr_key: SkrKey) -> None:
+    session = requests.Session()
+    session.verify = skr_key.lab.client.endpoints.ca_bundle
+    session.headers["Authorization"] = "Bearer " + ManagedIdentityCredential().get_token(
+        "https://vault.azure.net/.default").token
+    key_url = f"{skr_key.vault_url}/keys/{skr_key.name}"
+    params = {"api-version": "7.4"}
+    for attributes in ({"exp": "soon"}, {"nbf": [1]}, {"enabled": "yes"}, "nope"):
+        patched = session.patch(key_url, params=params, json={"attributes": attributes})
+        assert patched.status_code == 400, patched.text
+        assert patched.json()["error"]["code"] == "BadParameter"
+        created = session.post(f"{skr_key.vault_url}/keys/{unique('bad')}/create",
+                               params=params, json={"kty": "RSA", "attributes": attributes})
+        assert created.status_code == 400, created.text
+    assert session.get(key_url, params=params).status_code == 200  # the key is unharmed

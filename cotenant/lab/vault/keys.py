@@ -54,6 +54,23 @@ def parse_release_policy(value: Any, *, exportable: bool) -> ReleasePolicyDoc | 
         data=value["data"].rstrip("="), immutable=immutable)
 
 
+def timestamp(attributes: dict[str, Any], name: str) -> int | None:
+    """An ``nbf``/``exp`` attribute: absent/null or integer seconds since the epoch."""
+    value = attributes.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise bad(f"attributes.{name} must be a number of seconds since the epoch")
+    return int(value)
+
+
+def flag(attributes: dict[str, Any], name: str, default: bool) -> bool:
+    value = attributes.get(name, default)
+    if not isinstance(value, bool):
+        raise bad(f"attributes.{name} must be true or false")
+    return value
+
+
 def new_version(body: dict[str, Any], *, exportable_default: bool = False,
                 inherit: KeyVersion | None = None) -> KeyVersion:
     """A new key version from a create request (or a rotation of ``inherit``)."""
@@ -63,8 +80,8 @@ def new_version(body: dict[str, Any], *, exportable_default: bool = False,
     attributes = body.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise bad("attributes must be an object")
-    exportable = bool(attributes.get("exportable", inherit.exportable if inherit
-                                     else exportable_default))
+    exportable = flag(attributes, "exportable", inherit.exportable if inherit
+                      else exportable_default)
     if kty in RSA_KTYS:
         size = body.get("key_size") or (inherit.key_size if inherit else 2048)
         if size not in RSA_SIZES:
@@ -94,8 +111,8 @@ def new_version(body: dict[str, Any], *, exportable_default: bool = False,
         raise bad("AKV.SKR.1004: Exportable keys must have release policy")
     return KeyVersion(
         kty=kty, key_size=size, key_ops=key_ops, material=material, exportable=exportable,
-        enabled=bool(attributes.get("enabled", True)), not_before=attributes.get("nbf"),
-        expires=attributes.get("exp"), tags={str(k): str(v) for k, v in tags.items()},
+        enabled=flag(attributes, "enabled", True), not_before=timestamp(attributes, "nbf"),
+        expires=timestamp(attributes, "exp"), tags={str(k): str(v) for k, v in tags.items()},
         release_policy=policy,
     )
 

@@ -247,7 +247,10 @@ class VaultService:
                 raise not_found(f"{name}/{version_id}")
             body = call.body
             attrs = body.get("attributes") or {}
-            if "exportable" in attrs and bool(attrs["exportable"]) != version.exportable:
+            if not isinstance(attrs, dict):
+                raise kv.bad("attributes must be an object")
+            if "exportable" in attrs and kv.flag(attrs, "exportable", False) != \
+                    version.exportable:
                 raise kv.bad("AKV.SKR.1014: Cannot modify the exportable state of a key.")
             if "release_policy" in body:
                 current = version.release_policy
@@ -257,10 +260,11 @@ class VaultService:
                     raise kv.bad("AKV.SKR.1013: The release policy is immutable and cannot be "
                                  "changed.")
                 version.release_policy = new
-            for field, attr in (("enabled", "enabled"), ("nbf", "not_before"),
-                                ("exp", "expires")):
+            if "enabled" in attrs:
+                version.enabled = kv.flag(attrs, "enabled", True)
+            for field, attr in (("nbf", "not_before"), ("exp", "expires")):
                 if field in attrs:
-                    setattr(version, attr, attrs[field])
+                    setattr(version, attr, kv.timestamp(attrs, field))
             if isinstance(body.get("key_ops"), list):
                 version.key_ops = [str(o) for o in body["key_ops"]]
             if isinstance(body.get("tags"), dict):
