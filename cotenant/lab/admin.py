@@ -46,8 +46,8 @@ class AdminAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/health":
             headers = dict(scope["headers"])
-            presented = headers.get(b"authorization", b"").decode("latin-1")
-            if not secrets.compare_digest(presented, f"Bearer {self.token}"):
+            presented = headers.get(b"authorization", b"")
+            if not secrets.compare_digest(presented, f"Bearer {self.token}".encode()):
                 await HttpError(401, "Unauthorized", "missing or wrong lab admin token")\
                     .response()(scope, receive, send)
                 return

@@ -111,8 +111,8 @@ class IdentityService:
 
     # -- HTTP ------------------------------------------------------------------------------
     async def app_service_token(self, request: Request) -> JSONResponse:
-        if not secrets.compare_digest(request.headers.get("x-identity-header", ""),
-                                      self.identity_header):
+        presented = request.headers.get("x-identity-header", "").encode("utf-8", "replace")
+        if not secrets.compare_digest(presented, self.identity_header.encode()):
             raise HttpError(401, "unauthorized", "missing or wrong X-IDENTITY-HEADER")
         resource = _resource_of(request.query_params.get("resource"))
         client_id = request.query_params.get("client_id")

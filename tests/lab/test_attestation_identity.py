@@ -133,6 +133,14 @@ def test_identity_endpoints_check_their_headers(lab: RunningLab) -> None:
     no_header = requests.get(env["IDENTITY_ENDPOINT"], params={
         "api-version": "2019-08-01", "resource": "https://vault.azure.net"})
     assert no_header.status_code == 401
+    for wrong in ("wrong", "Ünïcode-header"):  # non-ASCII is a 401 too, not a crash
+        response = requests.get(env["IDENTITY_ENDPOINT"], params={
+            "api-version": "2019-08-01", "resource": "https://vault.azure.net"},
+            headers={"X-IDENTITY-HEADER": wrong.encode()})
+        assert response.status_code == 401 and "access_token" not in response.text
+        admin = requests.get(env["COTENANT_LAB_MANAGEMENT_URL"] + "/lab/info",
+                             headers={"Authorization": f"Bearer {wrong}".encode()})
+        assert admin.status_code == 401 and admin.json()["error"]["code"] == "Unauthorized"
     identity = lab.client.create_identity(unique("id"))
     params = {"api-version": "2018-02-01", "resource": "https://vault.azure.net",
               "client_id": identity["client_id"]}
