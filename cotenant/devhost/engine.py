@@ -420,6 +420,8 @@ class Engine:
                 continue
             if fresh is not None and fresh.record.runtime_status in ACTIVE:
                 await self._resume(fresh)
+            elif fresh is not None and fresh.record.parent_instance_id:
+                await self._notify_parent(fresh)  # in case telling the parent failed
             return
 
     async def _gather_completions(self, live: Live) -> None:
