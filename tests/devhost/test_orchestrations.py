@@ -6,11 +6,12 @@ import os
 
 import pytest
 
+from cotenant.azurite import Azurite
 from cotenant.devhost.engine import EngineError
 from cotenant.devhost.history import EventType
 from cotenant.devhost.testing import DevHostHarness
 
-from .conftest import Journal
+from .conftest import APP, Journal, settings_for, unique
 
 
 @pytest.fixture
@@ -211,3 +212,13 @@ def test_events_and_terminate_on_unknown_or_finished_instances(host: DevHostHarn
     with pytest.raises(EngineError) as finished:
         host.terminate(iid, "late")
     assert finished.value.status == 410
+
+
+def test_activity_concurrency_is_limited(host: DevHostHarness, azurite: Azurite,
+                                        module_journal: Journal) -> None:
+    # host.json of the sample app: maxConcurrentActivityFunctions = 8
+    assert 2 < host.wait(host.start_orchestration("concurrency", 12)).output <= 8
+    with DevHostHarness(APP, connection_string=azurite.connection_string,
+                        task_hub=unique("limit"), settings=settings_for(module_journal),
+                        max_concurrent_activities=2) as limited:
+        assert limited.wait(limited.start_orchestration("concurrency", 8)).output == 2

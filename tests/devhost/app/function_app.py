@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,10 +53,31 @@ def explode(message: str) -> None:
     raise ValueError(message)
 
 
+_running = {"now": 0}
+_running_lock = threading.Lock()
+
+
+@app.activity_trigger(input_name="seconds")
+def probe_concurrency(seconds: float) -> int:
+    """Returns how many of these ran at the same time as this one (at its start)."""
+    with _running_lock:
+        _running["now"] += 1
+        seen = _running["now"]
+    time.sleep(seconds)
+    with _running_lock:
+        _running["now"] -= 1
+    return seen
+
+
+@app.orchestration_trigger(context_name="context")
+def concurrency(context: df.DurableOrchestrationContext):
+    seen = yield context.task_all([context.call_activity("probe_concurrency", 0.05)
+                                   for _ in range(context.get_input())])
+    return max(seen)
+
+
 @app.activity_trigger(input_name="seconds")
 def slow(seconds: float) -> float:
-    import time
-
     _journal("slow", str(seconds))
     if os.environ.get("DEVHOST_SAMPLE_FAST") != "1":
         time.sleep(seconds)
