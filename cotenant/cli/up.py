@@ -255,11 +255,17 @@ def up(
     console.print(timeline_table(status))
     console.print(f"[green]tenant {name} deployed and verified[/green]: every party attested "
                   "with a token the control plane verified itself. `cotenant down` stops it all.")
+    from workloads.analytics.demo import run_demo  # the workloads: data, apps, aggregates
+
+    run_demo(body, lab, LAB_DIR / "apps", console)
 
 
 def down(purge: bool = typer.Option(False, "--purge", help="Also delete the lab's and the "
                                     "devhost's state.")) -> None:
     """Stop the control plane, the lab and Azurite started by `cotenant up`."""
+    from workloads.analytics.launch import stop_apps
+
+    stop_apps(LAB_DIR / "apps")  # the analytics apps started by `up`
     state = _devhost_state()
     if state is not None:
         stop_process_group(int(state["pid"]))

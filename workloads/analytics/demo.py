@@ -25,7 +25,7 @@ from rich.table import Table
 from cotenant.crypto.envelope import seal
 from cotenant.crypto.wrapping import KeyVaultWrapper
 from cotenant.lab.client import LabClient
-from cotenant.plan import Plan
+from cotenant.plan import Plan, build_plan
 from guest_agent.config import load_config
 from workloads.analytics.deploy import DataLocation, app_config_for, data_location, publish_sealed
 from workloads.analytics.launch import LaunchedApp, launch_app, stop_apps
@@ -131,3 +131,22 @@ def print_demo(plan: Plan, apps: Mapping[str, LaunchedApp], console: Console) ->
     for name, app in apps.items():
         table.add_row(plan.party(name).display_name, app.url)
     console.print(table)
+
+
+def run_demo(spec_body: dict, lab: LabClient, root: Path, console: Console) -> bool:
+    """``cotenant up``'s last step: start the workloads of the deployed tenant and print
+    Woodgrove's aggregates and every party's URL. Failures are one line; returns success."""
+    from azure.core.exceptions import AzureError
+
+    from cotenant.spec import parse_spec
+
+    try:
+        plan = build_plan(parse_spec(spec_body))
+        with console.status("sealing the owners' data and starting the analytics apps…"):
+            apps = start_demo(plan, lab, root)
+        print_demo(plan, apps, console)
+    except (ValueError, RuntimeError, OSError, AzureError) as exc:  # spec, agent config,
+        # launch, aggregates (RuntimeError subclasses), files, storage or Key Vault
+        console.print(f"[bold red]analytics:[/bold red] {exc}", highlight=False)
+        return False
+    return True
