@@ -23,6 +23,8 @@ from .settings import HostConfig, apply_environment, load_config, restore_enviro
 from .store import MemoryStore, Store, TableStore
 
 log = logging.getLogger("cotenant.devhost")
+_SUPPORTED_TRIGGERS = {"httpTrigger", "queueTrigger", "timerTrigger", "orchestrationTrigger",
+                       "activityTrigger"}
 
 
 class DevHost:
@@ -94,6 +96,10 @@ class DevHost:
             server = site._server
             assert server is not None
             self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        for fn in self.index.functions.values():
+            if fn.trigger_type not in _SUPPORTED_TRIGGERS:
+                log.warning("function %s: %s is not emulated by the devhost; it will not run",
+                            fn.name, fn.trigger_type)
         self.recovered = await self.engine.recover()
         if self.triggers_enabled:
             await self._start_listeners(config)
