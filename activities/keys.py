@@ -8,6 +8,8 @@ from typing import Any
 from activities.agent import command_queue
 from activities.blueprint import bp
 from activities.common import activity, cloud, plan_of
+from cotenant.wire.commands import Command
+from cotenant.wire.fields import KeyRef
 
 
 @bp.activity_trigger(input_name="payload")
@@ -69,15 +71,16 @@ def send_rotate_commands(payload: dict[str, Any]) -> dict[str, Any]:
     for owner in plan.parties:
         version = payload["versions"][owner.party]
         for grantee in owner.releasable_by:
-            target.send_command(command_queue(plan.tenant, grantee), {
-                "schema_version": 1,
-                "command": "rotate",
-                "id": f"{payload['instance']}:{owner.party}:{grantee}",
-                "instance": payload["instance"],
-                "nonce": payload["nonce"],
-                "key": {"vault_url": target.vault_url(owner.vault_name),
-                        "name": owner.app_key_name},
-                "version": version,
-            })
+            command = Command(
+                command="rotate",
+                id=f"{payload['instance']}:{owner.party}:{grantee}",
+                instance=payload["instance"],
+                nonce=payload["nonce"],
+                key=KeyRef(vault_url=target.vault_url(owner.vault_name),
+                           name=owner.app_key_name),
+                version=version,
+            )
+            target.send_command(command_queue(plan.tenant, grantee),
+                                command.model_dump(mode="json", exclude_none=True))
             sent.append({"agent": grantee, "key": owner.app_key_name, "version": version})
     return {"sent": sent}

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "report-schema":
-            from guest_agent.reports import json_schema
+            from cotenant.wire.reports import json_schema
 
             print(json.dumps(json_schema(), indent=2))
             return 0

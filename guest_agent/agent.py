@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 import httpx
 
 from cotenant.crypto.skr import ReleasedKey
+from cotenant.wire.commands import Command
+from cotenant.wire.reports import make_report
 from guest_agent.backends import AttestationBackend, AttestationError, create_backend
-from guest_agent.commands import Command, CommandLoop
+from guest_agent.commands import CommandLoop
 from guest_agent.config import AgentConfig, KeyRef
 from guest_agent.imds import IdentityError, ImdsClient
 from guest_agent.keystore import KeyStore
 from guest_agent.queues import queue_client
 from guest_agent.release import KeyReleaser, ReleaseDenied, ReleaseFailed, load_trust_anchors
 from guest_agent.reporter import Reporter
-from guest_agent.reports import make_report
 from guest_agent.retry import Backoff, TransientError
 from guest_agent.tee import Tee
 from guest_agent.unwrap import DataKeyUnwrapper

@@ -1,14 +1,7 @@
-"""The per-party command queue: ``rotate``, ``re-attest``, ``wipe``.
+"""The agent side of the per-party command queue: poll, de-duplicate, hand each command on.
 
-Message (JSON, base64-encoded or raw)::
-
-    {"schema_version": 1, "command": "rotate", "id": "<unique>",
-     "instance": "<orchestration waiting for the answer>", "nonce": "<challenge>",
-     "key": {"vault_url": "https://….vault.azure.net", "name": "contoso-secret-key"},
-     "version": "<new version>"}
-
-``instance``/``nonce`` default to the agent's configuration; ``rotate`` without ``key``
-rotates every allowed key, without ``version`` it releases the latest version.
+The message format (``Command``, ``parse_command``) is the shared wire format in
+``cotenant.wire.commands``.
 """
 
 from __future__ import annotations
@@ -17,39 +10,14 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Annotated, Literal
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from guest_agent.config import KeyRef, Nonce
-from guest_agent.queues import decode_json, first_problem
+from cotenant.wire.commands import Command, parse_command
 
 log = logging.getLogger("guest_agent.commands")
-COMMAND_SCHEMA_VERSION = 1
 MAX_DEQUEUE = 5
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Literal[1] = COMMAND_SCHEMA_VERSION
-    command: Literal["rotate", "re-attest", "wipe"]
-    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    instance: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-    nonce: Nonce | None = None
-    key: KeyRef | None = None
-    version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")] | None = None
-
-
-def parse_command(content: str | bytes) -> Command:
-    """Raises ``ValueError`` with a one-line reason."""
-    data = decode_json(content)
-    try:
-        return Command.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(f"invalid command: {first_problem(exc)}") from None
 
 
 class CommandLoop:

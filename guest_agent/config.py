@@ -58,15 +58,14 @@ from pydantic import (
     model_validator,
 )
 
+from cotenant.wire.fields import KeyRef, Nonce
+from cotenant.wire.fields import origin_only as _origin_only
+
 CONFIG_SCHEMA_VERSION = 1
 IMDS_ENV = "AZURE_POD_IDENTITY_AUTHORITY_HOST"
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128,
                                         pattern=r"^[A-Za-z0-9._-]+$")]
-KeyName = Annotated[str, StringConstraints(min_length=1, max_length=127,
-                                           pattern=r"^[A-Za-z0-9-]+$")]
-Nonce = Annotated[str, StringConstraints(min_length=8, max_length=256,
-                                         pattern=r"^[\x21-\x7e]+$")]
 
 
 class ConfigError(ValueError):
@@ -79,44 +78,6 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _origin_only(url: str, *, schemes: tuple[str, ...], what: str,
-                 allow_path: bool = False) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in schemes:
-        raise ValueError(f"{what} must use {' or '.join(schemes)}: {url!r}")
-    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(f"{what} must be a plain origin (no credentials, query or fragment)")
-    if parts.path not in ("", "/") and not allow_path:
-        raise ValueError(f"{what} must not have a path: {url!r}")
-    path = parts.path.rstrip("/") if allow_path else ""
-    return f"{parts.scheme}://{parts.netloc}".lower() + path
-
-
-class KeyRef(_Strict):
-    """A key this VM may release: the vault it lives in and its name (no version)."""
-
-    vault_url: str
-    name: KeyName
-
-    @model_validator(mode="after")
-    def _check(self) -> KeyRef:
-        normal = _origin_only(self.vault_url, schemes=("https",), what="vault_url")
-        object.__setattr__(self, "vault_url", normal)
-        return self
-
-    @property
-    def vault_host(self) -> str:
-        return urlsplit(self.vault_url).netloc
-
-    @property
-    def kid(self) -> str:
-        """The versionless key identifier, ``https://<vault>/keys/<name>``."""
-        return f"{self.vault_url}/keys/{self.name}"
-
-    def label(self) -> str:
-        return f"{self.vault_host}/{self.name}"
 
 
 class Orchestration(_Strict):

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from typing import Any
-
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
-from pydantic import ValidationError
 
 from guest_agent.config import Queues
 from guest_agent.imds import ImdsClient, ImdsCredential
@@ -16,7 +10,8 @@ from guest_agent.imds import ImdsClient, ImdsCredential
 
 def queue_client(queues: Queues, url: str, imds: ImdsClient) -> QueueClient:
     """A client for the queue at ``url``. Messages are sent base64-encoded (what the Azure
-    Functions queue trigger expects); received messages are decoded by ``decode_json``."""
+    Functions queue trigger expects); received messages are decoded by
+    ``cotenant.wire.codec.decode_json``."""
     name = Queues.queue_name(url)
     policy = TextBase64EncodePolicy()
     if queues.connection_string:
@@ -27,30 +22,3 @@ def queue_client(queues: Queues, url: str, imds: ImdsClient) -> QueueClient:
         Queues.account_url(url), name, credential=ImdsCredential(imds),
         message_encode_policy=policy,
     )
-
-
-def decode_json(content: str | bytes, *, limit: int = 64 * 1024) -> dict[str, Any]:
-    """A queue message (base64 JSON or raw JSON) as a JSON object; ``ValueError`` otherwise."""
-    if isinstance(content, bytes):
-        content = content.decode("utf-8", errors="replace")
-    if len(content) > limit:
-        raise ValueError("message is larger than a queue message can be")
-    text = content.strip()
-    if not text.startswith("{"):
-        try:
-            text = base64.b64decode(text, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise ValueError("message is neither JSON nor base64 JSON") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise ValueError("message is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ValueError("message is not a JSON object")
-    return data
-
-
-def first_problem(exc: ValidationError) -> str:
-    """``<field path>: <message>`` of a validation error's first problem (one line)."""
-    first = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"

@@ -9,7 +9,7 @@ from collections import deque
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
-from guest_agent.reports import Report
+from cotenant.wire.reports import Report
 
 log = logging.getLogger("guest_agent.reporter")
 OUTBOX_LIMIT = 100

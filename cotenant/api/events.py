@@ -25,7 +25,7 @@ from cotenant.api.audit import audit_log, report_event
 from cotenant.api.status import decoded, runtime
 from cotenant.cloud.settings import storage_connection_string
 from cotenant.spec import SpecError, parse_spec
-from guest_agent.reports import ReportError, decode_message
+from cotenant.wire.reports import ReportError, decode_message
 
 bp = df.Blueprint()
 log = logging.getLogger("cotenant.events")

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from guest_agent.queues import decode_json, first_problem
+from cotenant.wire.codec import decode_json, first_problem
 
 REPORT_SCHEMA_VERSION = 1
 # Azure Storage queue messages are at most 64 KiB; base64 adds a third.

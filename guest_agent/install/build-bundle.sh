@@ -31,6 +31,7 @@ cp -R "$REPO/guest_agent" "$STAGE/src/guest_agent"
 rm -rf -- "$STAGE/src/guest_agent/install" "$STAGE/src/guest_agent/pyproject.toml"
 cp "$REPO/cotenant/__init__.py" "$STAGE/src/cotenant/"
 cp -R "$REPO/cotenant/crypto" "$STAGE/src/cotenant/crypto"
+cp -R "$REPO/cotenant/wire" "$STAGE/src/cotenant/wire"
 find "$STAGE/src" -name '__pycache__' -prune -exec rm -rf -- {} +
 cp "$REPO/guest_agent/pyproject.toml" "$STAGE/src/pyproject.toml"
 

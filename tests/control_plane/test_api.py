@@ -103,7 +103,7 @@ def _quarantined(azurite, count: int, timeout: float = 20) -> list[dict]:
 def test_malformed_and_unroutable_reports_are_quarantined_with_a_reason(api_host, azurite):
     from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-    from guest_agent.reports import make_report
+    from cotenant.wire.reports import make_report
 
     queue = QueueClient.from_connection_string(azurite.connection_string, "guest-reports",
                                                message_encode_policy=TextBase64EncodePolicy())

@@ -13,10 +13,10 @@ from azure.storage.queue import QueueClient
 from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding
 
 from cotenant.azurite import Azurite, free_port
+from cotenant.wire.reports import Report, decode_message
 from guest_agent.agent import Agent
 from guest_agent.backends import AttestationError
 from guest_agent.config import AgentConfig, parse_config
-from guest_agent.reports import Report, decode_message
 from guest_agent.server import make_server
 
 VAULT = "https://contoso-kv.vault.azure.net"

@@ -22,8 +22,8 @@ from cotenant.azurite import Azurite, free_port
 from cotenant.crypto.encoding import b64url_decode
 from cotenant.lab.supervisor import RunningLab
 from cotenant.policy import build_release_policy
+from cotenant.wire.reports import Report
 from guest_agent.config import AgentConfig
-from guest_agent.reports import Report
 from tests.guest_agent.helpers import make_config, wait_reports
 
 RELEASE_ROLE = "Key Vault Crypto Service Release User"

@@ -22,9 +22,9 @@ from cotenant.crypto.envelope import seal
 from cotenant.crypto.tokens import TokenVerifier
 from cotenant.crypto.wrapping import PublicKeyWrapper
 from cotenant.lab.supervisor import RunningLab
+from cotenant.wire.reports import Report, json_schema
 from guest_agent.client import AgentClient, AgentError
 from guest_agent.config import AgentConfig
-from guest_agent.reports import Report, json_schema
 from tests.guest_agent.helpers import queue, wait_reports
 from tests.guest_agent.lab_world import (
     World,

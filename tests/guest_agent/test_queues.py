@@ -10,12 +10,13 @@ import time
 import pytest
 
 from cotenant.azurite import Azurite
-from guest_agent.commands import Command, CommandLoop, parse_command
+from cotenant.wire.commands import Command, parse_command
+from cotenant.wire.reports import decode_message, make_report
+from guest_agent.commands import CommandLoop
 from guest_agent.config import Queues
 from guest_agent.imds import ImdsClient
 from guest_agent.queues import queue_client
 from guest_agent.reporter import Reporter
-from guest_agent.reports import decode_message, make_report
 from tests.guest_agent.helpers import make_config, queue, unique
 
 pytestmark = pytest.mark.azurite

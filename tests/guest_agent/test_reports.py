@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import jsonschema
 import pytest
 
-from guest_agent.reports import (
+from cotenant.wire.reports import (
     MAX_MESSAGE_BYTES,
     ReportError,
     decode_message,
