@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import typer
+from azure.core.exceptions import AzureError
 from rich.console import Console
 
 from cotenant.devhost.appsettings import resolve
@@ -50,6 +51,9 @@ def devhost_command(
         asyncio.run(_serve(host, Console()))
     except (AppLoadError, SettingsError, RouteError, ValueError) as exc:
         _fail(str(exc))
+    except AzureError as exc:
+        _fail(f"storage is unreachable ({type(exc).__name__}); is Azurite running? "
+              "Set AzureWebJobsStorage or use --storage memory")
     except OSError as exc:
         _fail(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}")
 
@@ -60,8 +64,8 @@ async def _serve(host: DevHost, console: Console) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await host.start()
     try:
+        await host.start()
         _print_functions(host, console)
         await stop.wait()
     finally:

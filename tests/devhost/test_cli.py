@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
+from cotenant.azurite import free_port
 from cotenant.cli.devhost import register
 
 
@@ -39,3 +40,16 @@ def test_invalid_settings_are_one_clear_error(tmp_path: Path) -> None:
 def test_unknown_storage_kind(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["devhost", "--storage", "cosmos"])
     assert result.exit_code == 2 and "--storage must be" in result.output
+
+
+def test_unreachable_storage_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "function_app.py").write_text("import azure.functions as func\n"
+                                              "app = func.FunctionApp()\n")
+    dead = f"http://127.0.0.1:{free_port()}/devstoreaccount1"
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {
+        "AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                               f"AccountKey=a2V5;TableEndpoint={dead};QueueEndpoint={dead};"}}))
+    result = CliRunner().invoke(_app(), ["devhost", "--app", str(tmp_path / "function_app.py"),
+                                         "--port", "0"])
+    assert result.exit_code == 2
+    assert "storage is unreachable" in result.output and "AccountKey" not in result.output
