@@ -147,7 +147,9 @@ def test_terminate(host: DevHostHarness) -> None:
 def test_purge(host: DevHostHarness) -> None:
     iid = host.start_orchestration("hello_sequence", ["a"])
     host.wait(iid)
+    assert iid in [s.instance_id for s in host.list_instances()]
     assert host.purge(iid) == 1
+    assert iid not in [s.instance_id for s in host.list_instances()]
     assert host.status(iid) is None
     assert host.purge(iid) == 0
 
