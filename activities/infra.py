@@ -57,9 +57,11 @@ def secure_inputs(target: Cloud, plan: Plan, module: str, party: str | None,
                               instance=extra["instance"], client_id=identity.client_id)
         target.ensure_command_queue(command_queue(plan.tenant, party))
         debug = extra.get("debug_credentials") if plan.debug else None
+        install = target.agent_settings().install
         return {"admin_username": debug["username"] if debug else new_username(),
                 "admin_password": debug["password"] if debug else new_password(),
-                "bootstrap_script": render_bootstrap(config.to_toml())}
+                "bootstrap_script": render_bootstrap(config.to_toml(), install),
+                "bootstrap_file_uris": install.file_uris()}
     return {}
 
 

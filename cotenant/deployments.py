@@ -14,7 +14,9 @@ party     required            ``operator_principal_id``, ``cvm_orchestrator_obje
 grants    required (key       ``principal_ids``: grantee party → principal id of its identity
           owner)              (the ``identityPrincipalId`` output of each party deployment)
 cvm       required            ``admin_username``, exactly one of ``ssh_public_key`` /
-                              ``admin_password``, ``bootstrap_script`` (all secure)
+                              ``admin_password``, ``bootstrap_script`` (all secure),
+                              optional ``bootstrap_file_uris`` (https URLs fetched by the
+                              Custom Script extension next to the script)
 gateway   —                   —
 bastion   —                   — (debug plans only)
 guest-    required            ``storage_account`` (the control plane's), ``principal_id`` (of
@@ -207,8 +209,13 @@ def _cvm(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, Any
     script = inputs.get("bootstrap_script")
     if not isinstance(script, str) or not script.strip():
         problems.append("bootstrap_script must be a non-empty shell script")
+    file_uris = inputs.get("bootstrap_file_uris")
+    if file_uris is not None and (not isinstance(file_uris, list) or not all(
+            isinstance(u, str) and u.startswith("https://") for u in file_uris)):
+        problems.append("bootstrap_file_uris must be a list of https URLs")
     if problems:
         raise DeploymentInputError(problems)
+    optional = {"bootstrapFileUris": file_uris} if file_uris is not None else {}
     return {
         "location": plan.location,
         "vmName": p.vm_name,
@@ -226,6 +233,7 @@ def _cvm(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, Any
         "authenticationType": auth_type,
         "adminPasswordOrKey": credential,
         "bootstrapScript": script,
+        **optional,
     }
 
 
@@ -303,7 +311,8 @@ _ACCEPTED_INPUTS: dict[str, frozenset[str]] = {
     "party": frozenset({"operator_principal_id", "cvm_orchestrator_object_id",
                         "allowed_ip_ranges", "operator_principal_type"}),
     "grants": frozenset({"principal_ids"}),
-    "cvm": frozenset({"admin_username", "ssh_public_key", "admin_password", "bootstrap_script"}),
+    "cvm": frozenset({"admin_username", "ssh_public_key", "admin_password", "bootstrap_script",
+                      "bootstrap_file_uris"}),
     "gateway": frozenset(),
     "bastion": frozenset(),
     "guest-access": frozenset({"storage_account", "principal_id", "command_queue"}),

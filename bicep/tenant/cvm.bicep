@@ -65,6 +65,9 @@ param adminPasswordOrKey string
 @secure()
 param bootstrapScript string
 
+@description('Files the Custom Script extension downloads next to the script before running it: the guest agent\'s bootstrap.sh and systemd unit (passed in protectedSettings; the script checks their SHA-256).')
+param bootstrapFileUris array = []
+
 var usesPassword = authenticationType == 'password'
 
 var linuxConfiguration = {
@@ -185,6 +188,7 @@ resource bootstrap 'Microsoft.Compute/virtualMachines/extensions@2024-07-01' = {
     autoUpgradeMinorVersion: true
     protectedSettings: {
       script: base64(bootstrapScript)
+      fileUris: bootstrapFileUris
     }
   }
 }

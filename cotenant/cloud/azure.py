@@ -21,6 +21,7 @@ from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from cotenant.cloud.base import (
+    AgentInstall,
     AgentSettings,
     CloudError,
     Deployment,
@@ -80,8 +81,9 @@ class AzureCloud:
     def __init__(self, *, subscription_id: str, credential: TokenCredential,
                  queues: QueueCommands, operator: OperatorSettings,
                  templates_dir: Path = TEMPLATES_DIR, vault_suffix: str = "vault.azure.net",
-                 **client_options: Any) -> None:
+                 agent_install: AgentInstall | None = None, **client_options: Any) -> None:
         self.subscription_id = subscription_id
+        self._agent_install = agent_install
         self.operator = operator
         self._templates_dir = templates_dir
         self._vault_suffix = vault_suffix
@@ -195,7 +197,11 @@ class AzureCloud:
                             client_id=str(props["clientId"]))
 
     def agent_settings(self) -> AgentSettings:
-        return AgentSettings(backend="tpm", queue_account_url=self._queues.account_url)
+        if self._agent_install is None:
+            raise CloudError("set COTENANT_AGENT_BUNDLE_URL, COTENANT_AGENT_BUNDLE_SHA256 and "
+                             "COTENANT_AGENT_FILES_URL (where VMs get the guest agent)")
+        return AgentSettings(backend="tpm", queue_account_url=self._queues.account_url,
+                             install=self._agent_install)
 
     @property
     def tls_verify(self) -> bool | str:

@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from cotenant.cloud.bootstrap import AgentInstall
+
 # Built-in Azure role that allows only the key release data action.
 RELEASE_ROLE_NAME = "Key Vault Crypto Service Release User"
 RELEASE_ROLE_ID = "08bbd89e-9f13-488c-ac41-acfcb10c90ab"
@@ -121,6 +123,7 @@ class AgentSettings(BaseModel):
     imds_endpoint: str = "http://169.254.169.254"
     ca_bundle: str | None = None
     api_listen: str = "127.0.0.1:8080"  # the agent's local SKR API (loopback)
+    install: AgentInstall  # where the VM's Custom Script extension gets the agent
 
 
 class OperatorSettings(BaseModel):

@@ -22,6 +22,7 @@ from azure.identity import ManagedIdentityCredential
 from cotenant.azurite import free_port
 from cotenant.cloud.base import (
     RELEASE_ROLE_ID,
+    AgentInstall,
     AgentSettings,
     CloudError,
     Deployment,
@@ -75,8 +76,10 @@ def _endpoint(connection_string: str, name: str) -> str:
 class LabCloud:
     name = "lab"
 
-    def __init__(self, client: LabClient, storage_connection_string: str) -> None:
+    def __init__(self, client: LabClient, storage_connection_string: str,
+                 agent_install: AgentInstall) -> None:
         self._lab = client
+        self._agent_install = agent_install
         self._storage = storage_connection_string
         self._queues = QueueCommands.from_connection_string(storage_connection_string)
         ca_bundle = client.endpoints.ca_bundle
@@ -89,7 +92,11 @@ class LabCloud:
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str]) -> LabCloud:
-        from cotenant.cloud.settings import storage_connection_string
+        from cotenant.cloud.settings import (
+            LAB_AGENT_INSTALL,
+            agent_install,
+            storage_connection_string,
+        )
 
         directory = env.get("COTENANT_LAB_DIR")
         if not directory:
@@ -102,7 +109,7 @@ class LabCloud:
             client = LabClient.from_directory(directory)
         except (OSError, ValueError) as exc:
             raise CloudError(f"no running lab in {directory}: {exc}") from None
-        return cls(client, connection)
+        return cls(client, connection, agent_install(env, LAB_AGENT_INSTALL))
 
     # resource groups -----------------------------------------------------------------
     def ensure_resource_group(self, name: str, location: str, tags: dict[str, str]) -> None:
@@ -203,7 +210,8 @@ class LabCloud:
         return AgentSettings(backend="lab",
                              queue_account_url=_endpoint(self._storage, "QueueEndpoint"),
                              queue_connection_string=self._storage,
-                             api_listen=f"127.0.0.1:{free_port()}")
+                             api_listen=f"127.0.0.1:{free_port()}",
+                             install=self._agent_install)
 
     @property
     def tls_verify(self) -> bool | str:

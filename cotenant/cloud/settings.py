@@ -3,6 +3,9 @@
 ``COTENANT_CLOUD`` = ``azure`` | ``lab``.
 - azure: ``AZURE_SUBSCRIPTION_ID``; queues from ``AzureWebJobsStorage`` (a connection string)
   or ``COTENANT_QUEUE_URL`` with the app's managed identity (DefaultAzureCredential).
+- both: ``COTENANT_AGENT_BUNDLE_URL``, ``COTENANT_AGENT_BUNDLE_SHA256`` and
+  ``COTENANT_AGENT_FILES_URL`` say where a VM gets the guest agent (required on azure; the lab's
+  simulated extension downloads nothing, so there they default to ``LAB_AGENT_INSTALL``).
 - lab: ``COTENANT_LAB_DIR`` (the running lab's directory, with the lab's environment from
   ``cotenant lab env``) and ``AzureWebJobsStorage`` (Azurite); see :mod:`cotenant.cloud.lab`.
 """
@@ -13,8 +16,11 @@ import os
 import threading
 from collections.abc import Mapping
 
+from pydantic import ValidationError
+
 from cotenant.azurite import DEV_ACCOUNT, DEV_KEY
 from cotenant.cloud.base import Cloud, CloudError, OperatorSettings
+from cotenant.cloud.bootstrap import AgentInstall
 from cotenant.cloud.queues import QueueCommands
 
 BACKENDS = ("azure", "lab")
@@ -58,6 +64,32 @@ def operator(env: Mapping[str, str]) -> OperatorSettings:
         allowed_ip_ranges=ranges)
 
 
+AGENT_INSTALL_SETTINGS = {"bundle_url": "COTENANT_AGENT_BUNDLE_URL",
+                          "bundle_sha256": "COTENANT_AGENT_BUNDLE_SHA256",
+                          "files_url": "COTENANT_AGENT_FILES_URL"}
+# The lab plays the Custom Script extension without downloading anything (its VMs run the agent
+# from this checkout); these reserved (.invalid) addresses only fill the rendered script.
+LAB_AGENT_INSTALL = AgentInstall(bundle_url="https://agent.lab.invalid/bundle.tar.gz",
+                                 bundle_sha256="0" * 64,
+                                 files_url="https://agent.lab.invalid/install")
+
+
+def agent_install(env: Mapping[str, str], default: AgentInstall | None = None) -> AgentInstall:
+    """Where VMs get the guest agent, from the settings (``default`` when none is set)."""
+    given = {field: env.get(name, "").strip() for field, name in AGENT_INSTALL_SETTINGS.items()}
+    if not any(given.values()) and default is not None:
+        return default
+    missing = [AGENT_INSTALL_SETTINGS[f] for f, value in given.items() if not value]
+    if missing:
+        raise CloudError(f"set {' and '.join(missing)} (where VMs get the guest agent)")
+    try:
+        return AgentInstall(**given)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        raise CloudError(f"{AGENT_INSTALL_SETTINGS[field]} is invalid: "
+                         f"{exc.errors()[0]['msg']}") from None
+
+
 def build_cloud(env: Mapping[str, str]) -> Cloud:
     backend = env.get("COTENANT_CLOUD", "").strip().lower()
     if backend == "azure":
@@ -68,9 +100,11 @@ def build_cloud(env: Mapping[str, str]) -> Cloud:
         subscription = env.get("AZURE_SUBSCRIPTION_ID")
         if not subscription:
             raise CloudError("COTENANT_CLOUD=azure needs AZURE_SUBSCRIPTION_ID")
+        install = agent_install(env)
         credential = DefaultAzureCredential()
         return AzureCloud(subscription_id=subscription, credential=credential,
-                          queues=queue_commands(env, credential), operator=operator(env))
+                          queues=queue_commands(env, credential), operator=operator(env),
+                          agent_install=install)
     if backend == "lab":
         from cotenant.cloud.lab import LabCloud
 
