@@ -11,6 +11,7 @@ re-posted, rotated and torn down, and a fifth tenant survives a devhost restart 
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 
@@ -226,6 +227,56 @@ def test_scheduled_rotation_starts_once_a_day_when_due(stack, outcomes):
     status = stack.wait(f"demo:rotate:{later:%Y-%m-%d}", timeout=90)
     assert status.runtime_status == "Completed", status.custom_status
     assert status.input["reason"] == "scheduled"
+
+
+def _drop_release_policy(lab_stack, vault: str, key: str) -> str:
+    """Remove the release policy of ``key``'s current version (something the vault's API
+    refuses for an exportable key: edit the stopped lab's state, then start it again)."""
+    lab_stack.stop()
+    path = lab_stack.directory / "state.json"
+    state = json.loads(path.read_text())
+    current = state["vaults"][vault]["keys"][key]["versions"][-1]
+    current["release_policy"] = None
+    path.write_text(json.dumps(state))
+    lab_stack.start()
+    return current["version"]
+
+
+def test_rotation_reapplies_a_missing_release_policy_and_agents_still_release(
+        stack, outcomes, lab_stack, spec):
+    from azure.identity import ManagedIdentityCredential
+    from azure.keyvault.keys import KeyClient
+
+    from cotenant.lab.client import LabClient
+    from cotenant.plan import build_plan
+    from cotenant.spec import parse_spec
+
+    body = tenant(stack, "demo")
+    vault = next(p["vault"] for p in body["parties"] if p["name"] == "contoso")
+    client = KeyClient(LabClient.vault_url(vault), ManagedIdentityCredential(),
+                       connection_verify=lab_stack.client.endpoints.ca_bundle)
+    stripped = _drop_release_policy(lab_stack, vault, "contoso-secret-key")
+    assert client.get_key("contoso-secret-key").properties.release_policy is None
+
+    r = stack.http("POST", "/api/tenants/demo/rotate")
+    assert r.status_code == 202, r.text
+    status = stack.wait(r.json()["instance_id"], timeout=120)
+    assert status.runtime_status == "Completed", status.custom_status
+    rotated = status.output["keys"]["contoso-secret-key"]
+    assert rotated["old_version"] == stripped and rotated["policy_reapplied"] is True
+    assert status.output["keys"]["fabrikam-secret-key"]["policy_reapplied"] is False
+    new = client.get_key("contoso-secret-key")
+    assert new.properties.version == rotated["new_version"] != stripped
+    policy = new.properties.release_policy
+    assert policy is not None
+    expected = next(p for p in build_plan(parse_spec(spec)).parties
+                    if p.party == "contoso").release_policy
+    assert json.loads(policy.encoded_policy) == expected
+    # the agents allowed to release the key released the new version and said so
+    assert sorted(rotated["confirmed_by"]) == ["contoso", "woodgrove"]
+    releases = [a for a in lab_stack.client.audit(key="contoso-secret-key")
+                if a.get("version") == rotated["new_version"] and a["decision"] == "released"]
+    assert releases
 
 
 def test_teardown_removes_everything(stack, outcomes, lab_stack):
