@@ -11,6 +11,7 @@ from azure.keyvault.keys import KeyClient, KeyReleasePolicy, KeyVaultKey
 
 from cotenant.cloud.base import KeyInfo, NotFoundError
 from cotenant.cloud.errors import cloud_errors
+from cotenant.plan import APP_KEY_OPS
 
 _API_VERSION = "7.5"
 
@@ -59,9 +60,13 @@ class KeyVaultKeys:
 
     def _create(self, vault_name: str, key_name: str, release_policy: dict[str, Any],
                 size: int) -> KeyInfo:
+        # Only public-key operations: Key Vault must never decrypt or unwrap with an app key
+        # (the operator is Crypto Officer on the vault); the private half is used only inside
+        # an attested CVM after release.
         with cloud_errors("create key", f"{vault_name}/{key_name}"):
             key = self.client(vault_name).create_rsa_key(
                 key_name, size=size, hardware_protected=True, exportable=True,
+                key_operations=list(APP_KEY_OPS),
                 release_policy=encode_policy(release_policy),
             )
         return key_info(vault_name, key)

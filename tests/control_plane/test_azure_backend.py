@@ -140,6 +140,8 @@ def test_ensure_key_creates_exportable_hsm_key_with_release_policy(cloud, transp
     body = create.json()
     assert body["kty"] == "RSA-HSM" and body["key_size"] == 2048
     assert body["attributes"]["exportable"] is True
+    # Key Vault itself may never decrypt or unwrap with an app key: public operations only.
+    assert sorted(body["key_ops"]) == ["encrypt", "wrapKey"]
     sent_policy = base64.urlsafe_b64decode(body["release_policy"]["data"] + "==")
     assert json.loads(sent_policy) == POLICY
     assert key.version == "v1" and key.release_policy == POLICY and key.exportable
