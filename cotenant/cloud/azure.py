@@ -21,6 +21,7 @@ from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from cotenant.cloud.base import (
+    RELEASE_CAPABLE_ROLE_IDS,
     AgentInstall,
     AgentSettings,
     CloudError,
@@ -32,6 +33,8 @@ from cotenant.cloud.base import (
     ResourceGroupState,
     RoleGrant,
     VmInfo,
+    allows_release,
+    role_id_of,
 )
 from cotenant.cloud.errors import cloud_errors
 from cotenant.cloud.keyvault import KeyVaultKeys
@@ -94,6 +97,7 @@ class AzureCloud:
         self._compute = ComputeManagementClient(credential, subscription_id, **client_options)
         self._keys = KeyVaultKeys(credential, self.vault_url, **client_options)
         self._queues = queues
+        self._role_releases: dict[str, bool] = {}  # role definition GUID → allows release
         self._arm = PipelineClient(_ARM_ENDPOINT, policies=[
             RetryPolicy(**client_options),
             BearerTokenCredentialPolicy(credential, f"{_ARM_ENDPOINT}/.default"),
@@ -181,11 +185,30 @@ class AzureCloud:
                         key_name: str) -> list[RoleGrant]:
         scope = self._resource_id(resource_group, "Microsoft.KeyVault/vaults",
                                   f"{vault_name}/keys/{key_name}")
+        # atScope(): the assignments at the key and every scope above it (vault, resource
+        # group, subscription, management groups) — an inherited grant releases the key too.
         with cloud_errors("read role assignments", scope):
-            found = self._authorization.role_assignments.list_for_scope(
-                scope, filter="atScope()")
-            return [RoleGrant(scope=a.scope, principal_id=a.principal_id,
-                              role_definition_id=a.role_definition_id) for a in found]
+            found = list(self._authorization.role_assignments.list_for_scope(
+                scope, filter="atScope()"))
+        return [RoleGrant(scope=a.scope, principal_id=a.principal_id,
+                          role_definition_id=a.role_definition_id,
+                          grants_release=self._role_grants_release(a.role_definition_id))
+                for a in found]
+
+    def _role_grants_release(self, role_definition_id: str) -> bool:
+        """Whether the role's data actions include key release (built-in release-capable
+        roles are known; any other definition is read once and its permissions checked)."""
+        role_id = role_id_of(role_definition_id)
+        if role_id in RELEASE_CAPABLE_ROLE_IDS:
+            return True
+        if role_id not in self._role_releases:
+            with cloud_errors("read role definition", role_definition_id):
+                definition = self._authorization.role_definitions.get_by_id(
+                    role_definition_id)
+            self._role_releases[role_id] = any(
+                allows_release(p.data_actions or (), p.not_data_actions or ())
+                for p in definition.permissions or ())
+        return self._role_releases[role_id]
 
     def get_identity(self, resource_group: str, identity_name: str) -> IdentityInfo:
         rid = self._resource_id(resource_group, "Microsoft.ManagedIdentity/userAssignedIdentities",
@@ -215,7 +238,7 @@ class AzureCloud:
         return VmInfo(
             name=vm.name, security_type=str(getattr(security, "value", security))
             if security else None,
-            provisioning_state=vm.provisioning_state,
+            provisioning_state=vm.provisioning_state, vm_unique_id=vm.vm_id,
             principal_ids=[i.principal_id for i in (identities or {}).values() if i.principal_id],
         )
 

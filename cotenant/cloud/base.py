@@ -9,6 +9,8 @@ by the Durable runtime creates nothing twice. Results are pydantic models whose
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,6 +21,32 @@ from cotenant.cloud.bootstrap import AgentInstall
 # Built-in Azure role that allows only the key release data action.
 RELEASE_ROLE_NAME = "Key Vault Crypto Service Release User"
 RELEASE_ROLE_ID = "08bbd89e-9f13-488c-ac41-acfcb10c90ab"
+# The data action that lets a principal release a key (secure key release).
+RELEASE_DATA_ACTION = "Microsoft.KeyVault/vaults/keys/release/action"
+# Built-in roles whose data actions include key release: Crypto Service Release User,
+# Crypto Officer (``keys/*``) and Administrator (``vaults/*``). Any other role's definition
+# is read from the cloud and checked with :func:`allows_release`.
+RELEASE_CAPABLE_ROLE_IDS = frozenset({
+    RELEASE_ROLE_ID,
+    "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",  # Key Vault Crypto Officer
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483",  # Key Vault Administrator
+})
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower())
+
+
+def allows_release(data_actions: Iterable[str], not_data_actions: Iterable[str] = ()) -> bool:
+    """Whether a role definition's data actions (``*`` wildcards, minus its not-data-actions)
+    include releasing a key."""
+    return (any(_action_matches(p, RELEASE_DATA_ACTION) for p in data_actions)
+            and not any(_action_matches(p, RELEASE_DATA_ACTION) for p in not_data_actions))
+
+
+def role_id_of(role_definition_id: str) -> str:
+    """The role definition's GUID from a GUID or an ARM id ending in one."""
+    return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 # ARM error codes that mean "try again later" rather than "this will never work".
 TRANSIENT_ERROR_CODES = frozenset({
@@ -100,10 +128,15 @@ class RoleGrant(BaseModel):
     scope: str
     principal_id: str
     role_definition_id: str
+    # Whether the role's data actions include key release, when the backend resolved the
+    # role's definition; None for the built-in release-capable roles it did not need to read.
+    grants_release: bool | None = None
 
     @property
     def is_release_role(self) -> bool:
-        return self.role_definition_id.rstrip("/").lower().endswith(RELEASE_ROLE_ID)
+        """The assignment lets its principal release the key (any release-capable role)."""
+        return bool(self.grants_release) or \
+            role_id_of(self.role_definition_id) in RELEASE_CAPABLE_ROLE_IDS
 
 
 class IdentityInfo(BaseModel):
@@ -148,6 +181,9 @@ class VmInfo(BaseModel):
     name: str
     security_type: str | None = None
     provisioning_state: str | None = None
+    # The VM's unique id (Azure compute ``properties.vmId``; the ``x-ms-azurevm-vmid`` claim
+    # of the tokens its vTPM obtains). GUIDs compare case-insensitively.
+    vm_unique_id: str | None = None
     principal_ids: list[str] = Field(default_factory=list)
 
 

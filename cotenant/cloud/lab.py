@@ -34,10 +34,12 @@ from cotenant.cloud.base import (
     ResourceGroupState,
     RoleGrant,
     VmInfo,
+    allows_release,
 )
 from cotenant.cloud.keyvault import KeyVaultKeys
 from cotenant.cloud.queues import QueueCommands
 from cotenant.lab.client import LabClient, LabError
+from cotenant.lab.vault.rbac import ROLES as LAB_ROLES
 from cotenant.plan import (
     CVM_ORCHESTRATOR_APP_ID,
     ENCRYPTION_ROLE,
@@ -177,12 +179,18 @@ class LabCloud:
     # identities, grants, VMs ---------------------------------------------------------
     def list_key_grants(self, resource_group: str, vault_name: str,
                         key_name: str) -> list[RoleGrant]:
+        """The assignments at the key's scope and inherited from its vault (the lab's only
+        scopes above a key), like Azure's ``atScope()``."""
+        vault = self.vault_url(vault_name).lower()
         scope = f"{self.vault_url(vault_name)}/keys/{key_name}"
+        scopes = {vault, scope.lower()}
         with lab_errors("read role assignments", scope):
             found = self._lab.role_assignments()
         return [RoleGrant(scope=a["scope"], principal_id=a["principal_id"],
-                          role_definition_id=_ROLE_IDS.get(a["role"], a["role"]))
-                for a in found if a["scope"] == scope]
+                          role_definition_id=_ROLE_IDS.get(a["role"], a["role"]),
+                          grants_release=a["role"] in LAB_ROLES
+                          and allows_release(LAB_ROLES[a["role"]][1]))
+                for a in found if a["scope"].lower() in scopes]
 
     def get_identity(self, resource_group: str, identity_name: str) -> IdentityInfo:
         with lab_errors("read managed identity", f"{resource_group}/{identity_name}"):
@@ -199,6 +207,7 @@ class LabCloud:
         with lab_errors("read virtual machine", f"{resource_group}/{vm_name}"):
             vm = self._lab.get_vm(vm_name)
         return VmInfo(name=vm["name"], security_type=vm.get("security_type"),
+                      vm_unique_id=vm.get("vm_unique_id"),
                       provisioning_state="Succeeded" if vm.get("status") == "running"
                       else vm.get("status"))
 

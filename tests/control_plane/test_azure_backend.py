@@ -189,6 +189,52 @@ def test_key_grants_are_read_at_the_key_scope(cloud, transport):
     assert [(g.principal_id, g.is_release_role) for g in grants] == [("p-woodgrove", True)]
 
 
+def _assignment(scope: str, principal: str, role_id: str) -> dict:
+    return {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{principal}",
+            "name": principal, "properties": {
+                "scope": scope, "principalId": principal, "roleDefinitionId":
+                f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"}}
+
+
+def _role_definition(role_id: str, data_actions: list[str],
+                     not_data_actions: list[str] | None = None) -> dict:
+    return {"id": f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/"
+                  f"{role_id}", "name": role_id,
+            "type": "Microsoft.Authorization/roleDefinitions",
+            "properties": {"roleName": role_id, "type": "CustomRole", "permissions": [{
+                "actions": ["*"], "notActions": [], "dataActions": data_actions,
+                "notDataActions": not_data_actions or []}]}}
+
+
+def test_inherited_and_custom_release_capable_grants_count_as_release(cloud, transport):
+    rg = f"/subscriptions/{SUB}/resourceGroups/rg-demo"
+    vault = f"{rg}/providers/Microsoft.KeyVault/vaults/kv-contoso"
+    custom, no_release, owner = ("c0000000-0000-0000-0000-00000000000c",
+                                 "d0000000-0000-0000-0000-00000000000d",
+                                 "8e3af657-a8ff-443c-a75c-2fe8c4bcb635")
+    transport.on("GET", r"/roleAssignments\?", (200, {"value": [
+        _assignment(f"{vault}/keys/contoso-secret-key", "p-woodgrove",
+                    "08bbd89e-9f13-488c-ac41-acfcb10c90ab"),  # Crypto Service Release User
+        _assignment(vault, "p-fabrikam", "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"),  # Officer
+        _assignment(rg, "p-custom", custom),
+        _assignment(rg, "p-no-release", no_release),
+        _assignment(f"/subscriptions/{SUB}", "p-owner", owner),
+    ]}))
+    transport.on("GET", rf"/roleDefinitions/{custom}\?", (200, _role_definition(
+        custom, ["Microsoft.KeyVault/vaults/keys/*"])))
+    transport.on("GET", rf"/roleDefinitions/{no_release}\?", (200, _role_definition(
+        no_release, ["Microsoft.KeyVault/vaults/keys/*"],
+        ["Microsoft.KeyVault/vaults/keys/release/action"])))
+    transport.on("GET", rf"/roleDefinitions/{owner}\?", (200, _role_definition(owner, [])))
+    for _ in range(2):
+        grants = cloud.list_key_grants("rg-demo", "kv-contoso", "contoso-secret-key")
+        assert {g.principal_id for g in grants if g.is_release_role} == {
+            "p-woodgrove", "p-fabrikam", "p-custom"}
+    # each role definition other than the built-in release-capable ones is read once
+    assert len(transport.sent("GET", r"/roleDefinitions/")) == 3
+    assert transport.sent("GET", r"/roleDefinitions/08bbd89e|/roleDefinitions/14b46e9e") == []
+
+
 def test_purge_vault_posts_to_deleted_vaults(cloud, transport):
     transport.on("POST", r"/deletedVaults/kv-contoso/purge", (202, None))
     cloud.purge_vault("kv-contoso", "northeurope")
@@ -228,9 +274,11 @@ def test_vm_security_profile_is_read_from_compute(cloud, transport):
         "identity": {"type": "UserAssigned", "userAssignedIdentities": {
             "/subscriptions/s/rg/id-demo-contoso": {"principalId": "p-1", "clientId": "c-1"}}},
         "properties": {"provisioningState": "Succeeded",
+                       "vmId": "3c1a2b4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
                        "securityProfile": {"securityType": "ConfidentialVM"}}}))
     vm = cloud.get_vm("rg-demo", "vm-demo-contoso")
     assert (vm.security_type, vm.provisioning_state) == ("ConfidentialVM", "Succeeded")
+    assert vm.vm_unique_id == "3c1a2b4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
     assert vm.principal_ids == ["p-1"]
 
 
