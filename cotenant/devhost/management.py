@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from aiohttp import web
 from . import history as h
 from .engine import Engine, EngineError
 from .responses import error, json_response
+from .settings import same_secret
 from .store import InstanceRecord
 
 log = logging.getLogger("cotenant.devhost")
@@ -138,9 +138,9 @@ class ManagementApi:
     def _authorized(self, request: web.Request) -> bool:
         token = request.match_info.get("token")
         if token is not None:
-            return secrets.compare_digest(token, self.rpc_token)
+            return same_secret(token, self.rpc_token)
         code = request.query.get("code") or request.headers.get("x-functions-key") or ""
-        return any(secrets.compare_digest(code, key) for key in (self.system_key, self._master))
+        return any(same_secret(code, key) for key in (self.system_key, self._master))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -46,6 +46,15 @@ def resolve_connection(value: str | None) -> str | None:
     return value
 
 
+def same_secret(presented: str, expected: str) -> bool:
+    """Constant-time comparison of a presented key with an expected one. Compares UTF-8
+    bytes: ``compare_digest`` refuses non-ASCII ``str`` (a TypeError, i.e. a 500), and a
+    caller's key may be anything — even undecodable header bytes, which the HTTP server hands
+    over as surrogate escapes (``surrogatepass`` encodes every ``str``, one-to-one)."""
+    return secrets.compare_digest(presented.encode("utf-8", "surrogatepass"),
+                                  expected.encode("utf-8", "surrogatepass"))
+
+
 @dataclass
 class Keys:
     """Function keys: ``x-functions-key`` header or ``code`` query parameter."""
@@ -60,7 +69,7 @@ class Keys:
             return False
         accepted = [self.master] if admin else \
             [self.master, *self.default, *self.per_function.get(function, [])]
-        return any(secrets.compare_digest(presented, key) for key in accepted if key)
+        return any(same_secret(presented, key) for key in accepted if key)
 
 
 @dataclass

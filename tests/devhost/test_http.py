@@ -131,6 +131,38 @@ def test_function_keys_are_enforced(host: DevHostHarness) -> None:
     assert admin.status_code == 200 and admin.text == "admin"
 
 
+NON_ASCII_KEYS = ("clé-ünïcødé", "🔑")
+
+
+def _unauthorized(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "Unauthorized"
+
+
+def test_non_ascii_function_keys_are_refused_not_a_crash(host: DevHostHarness) -> None:
+    url = "/api/orchestrators/hello_sequence"
+    for presented in NON_ASCII_KEYS:
+        _unauthorized(host.http("POST", url, key=False, params={"code": presented}))
+        _unauthorized(host.http("GET", "/api/admin-only", key=False,
+                                params={"code": presented}))
+    _unauthorized(host.http("POST", url + "?code=%FF%FE-not-utf8", key=False))
+    for raw in ("clé".encode(), b"\xff\xfe-not-utf8", "🔑".encode()):
+        _unauthorized(host.http("POST", url, key=False, headers={"x-functions-key": raw}))
+
+
+def test_non_ascii_system_keys_are_refused_not_a_crash(host: DevHostHarness) -> None:
+    links = host.http("POST", "/api/orchestrators/hello_sequence", json=["k"]).json()
+    bare = links["statusQueryGetUri"].split("?")[0]
+    for presented in NON_ASCII_KEYS:
+        response = httpx.get(bare, params={"code": presented})
+        assert response.status_code == 401, response.text
+    assert httpx.get(bare + "?code=%FF%FE-not-utf8").status_code == 401
+    for raw in ("clé".encode(), b"\xff\xfe-not-utf8"):
+        assert httpx.get(bare, headers={"x-functions-key": raw}).status_code == 401
+    forged = bare.replace("/durabletask/", "/durabletask/rpc/cl%C3%A9-%FF/")
+    assert httpx.get(forged).status_code == 401
+
+
 def test_routes_parameters_methods_and_prefix(host: DevHostHarness) -> None:
     ok = host.http("GET", "/api/items/7/blue", key=False, params={"q": "z"})
     assert ok.status_code == 200
