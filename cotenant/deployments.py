@@ -9,15 +9,18 @@ from the :class:`~cotenant.plan.Plan`; what only exists at run time is passed as
 module    ``party``           keyword inputs
 ========  ==================  ===============================================================
 network   —                   —
-party     required            ``operator_principal_id``, ``cvm_orchestrator_object_id``,
-                              ``allowed_ip_ranges``, optional ``operator_principal_type``
+party     required            ``operator_principal_id``, ``operator_role_definition_id`` (the
+                              GUID of the control plane's "cotenant Key Operator" custom
+                              role), ``cvm_orchestrator_object_id``, ``allowed_ip_ranges``,
+                              optional ``operator_principal_type``
 grants    required (key       ``principal_ids``: grantee party → principal id of its identity
           owner)              (the ``identityPrincipalId`` output of each party deployment)
 cvm       required            ``admin_username``, exactly one of ``ssh_public_key`` /
                               ``admin_password``, ``bootstrap_script`` (all secure),
                               optional ``bootstrap_file_uris`` (https URLs fetched by the
                               Custom Script extension next to the script)
-gateway   —                   —
+gateway   —                   — (the TLS certificate and the identity that reads it come
+                              from the spec's ``gateway`` section, via the plan)
 bastion   —                   — (debug plans only)
 guest-    required            ``storage_account`` (the control plane's), ``principal_id`` (of
 access                        the party's identity), ``command_queue`` (its command queue);
@@ -143,6 +146,7 @@ def _party(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, A
     p = plan.party(party)
     problems = []
     operator = _guid(inputs, "operator_principal_id", problems)
+    operator_role = _guid(inputs, "operator_role_definition_id", problems)
     orchestrator = _guid(inputs, "cvm_orchestrator_object_id", problems)
     principal_type = inputs.get("operator_principal_type", "ServicePrincipal")
     if principal_type not in _PRINCIPAL_TYPES:
@@ -162,6 +166,7 @@ def _party(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, A
         "allowedIpRanges": ip_ranges,
         "operatorPrincipalId": operator,
         "operatorPrincipalType": principal_type,
+        "operatorRoleDefinitionId": operator_role,
         "cvmOrchestratorObjectId": orchestrator,
     }
 
@@ -252,6 +257,8 @@ def _gateway(plan: Plan, _party: str | None, _inputs: dict[str, Any]) -> dict[st
         "publicIpName": gw.public_ip_name,
         "dnsLabel": gw.dns_label,
         "wafPolicyName": gw.waf_policy_name,
+        "tlsCertificateUri": gw.tls_certificate_secret_id,
+        "identityId": gw.identity_id,
         "vnetName": plan.network.vnet_name,
         "gatewaySubnetName": plan.network.gateway_subnet.name,
         "backends": [
@@ -308,8 +315,9 @@ _BUILDERS: dict[str, _Builder] = {
 
 _ACCEPTED_INPUTS: dict[str, frozenset[str]] = {
     "network": frozenset(),
-    "party": frozenset({"operator_principal_id", "cvm_orchestrator_object_id",
-                        "allowed_ip_ranges", "operator_principal_type"}),
+    "party": frozenset({"operator_principal_id", "operator_role_definition_id",
+                        "cvm_orchestrator_object_id", "allowed_ip_ranges",
+                        "operator_principal_type"}),
     "grants": frozenset({"principal_ids"}),
     "cvm": frozenset({"admin_username", "ssh_public_key", "admin_password", "bootstrap_script",
                       "bootstrap_file_uris"}),

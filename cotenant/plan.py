@@ -25,6 +25,24 @@ ENCRYPTION_ROLE = "Key Vault Crypto Service Encryption User"
 ENCRYPTION_ROLE_ID = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
 OFFICER_ROLE = "Key Vault Crypto Officer"
 OFFICER_ROLE_ID = "14b46e9e-c2b7-41b4-b07b-48a6ebf60603"
+# The control plane's vault-wide role: a custom role (bicep/control-plane/main.bicep) that manages
+# app keys and their policies but can never use them: no release, decrypt, unwrap, sign, import,
+# export, backup/restore or purge. Its id is per deployment on Azure (the control plane reads it
+# from COTENANT_OPERATOR_ROLE_DEFINITION_ID); the lab uses KEY_OPERATOR_LAB_ROLE_ID.
+KEY_OPERATOR_ROLE = "cotenant Key Operator"
+KEY_OPERATOR_LAB_ROLE_ID = "6f1c3a52-3e0b-5d7a-9c4e-0b8a2d6e4f13"
+KEY_OPERATOR_DATA_ACTIONS: tuple[str, ...] = (
+    "Microsoft.KeyVault/vaults/keys/read",
+    "Microsoft.KeyVault/vaults/keys/create/action",
+    "Microsoft.KeyVault/vaults/keys/update/action",
+    "Microsoft.KeyVault/vaults/keys/rotate/action",
+    "Microsoft.KeyVault/vaults/keys/delete",
+    "Microsoft.KeyVault/vaults/keys/recover/action",
+    "Microsoft.KeyVault/vaults/keys/encrypt/action",
+    "Microsoft.KeyVault/vaults/keys/wrap/action",
+    "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
+    "Microsoft.KeyVault/vaults/keyrotationpolicies/write",
+)
 # The platform's "Confidential VM Orchestrator" service principal (releases the disk key).
 CVM_ORCHESTRATOR_APP_ID = "bf7b6499-ff71-4aa2-97a4-f372087be7f0"
 
@@ -37,6 +55,8 @@ APP_KEY_OPS = ["encrypt", "wrapKey"]
 DISK_KEY_SIZE = 3072
 VM_BACKEND_PORT = 80
 HEALTH_PROBE_PATH = "/"
+# TLS 1.2+ with only ECDHE AES-GCM suites (the strict variant of the 2022 predefined policy).
+GATEWAY_SSL_POLICY = "AppGwSslPolicy20220101S"
 
 # Phase estimates (seconds), from the seed's stated timeline for three parties: shared
 # infrastructure ~2 min; vaults, identities, keys, DES ~4 min (80 s a party); CVMs + bootstrap
@@ -140,10 +160,12 @@ class Listener(_Frozen):
     party: str
     name: str
     frontend_port: int
+    # clients reach the gateway over TLS only; the gateway reaches the VM inside the VNet
+    frontend_protocol: Literal["Https"] = "Https"
     backend_pool: str
     backend_ip: str
     backend_port: int = VM_BACKEND_PORT
-    protocol: Literal["Http"] = "Http"
+    protocol: Literal["Http"] = "Http"  # gateway -> VM (backend settings)
     probe_path: str = HEALTH_PROBE_PATH
     rule_priority: int
 
@@ -157,6 +179,11 @@ class GatewayPlan(_Frozen):
     waf_rule_set: str = "OWASP"
     waf_rule_set_version: str = "3.2"
     waf_mode: Literal["Prevention", "Detection"] = "Prevention"
+    ssl_policy: str = GATEWAY_SSL_POLICY
+    # versionless Key Vault secret URL of the certificate every listener serves, and the
+    # user-assigned identity (holding Key Vault Secrets User on it) the gateway reads it with
+    tls_certificate_secret_id: str
+    identity_id: str
     listeners: list[Listener]
 
 
@@ -281,6 +308,8 @@ def _gateway(spec: TenantSpec) -> GatewayPlan:
         public_ip_name=f"pip-{spec.name}-agw",
         dns_label=dns_label(spec),
         waf_policy_name=f"waf-{spec.name}",
+        tls_certificate_secret_id=spec.gateway.tls_certificate_secret_id,
+        identity_id=spec.gateway.identity_id,
         listeners=[
             Listener(
                 party=p.name,

@@ -110,6 +110,54 @@ class AttestationSpec(_Model):
     authority: Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]+)?/?$")] | None = None
 
 
+# A versionless Key Vault secret URL: the gateway then follows the certificate's renewals.
+_SECRET_ID = re.compile(
+    r"^https://[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]"
+    r"\.vault\.(?:azure\.net|azure\.cn|usgovcloudapi\.net)"
+    r"/secrets/[A-Za-z0-9-]{1,127}/?$"
+)
+_USER_ASSIGNED_IDENTITY_ID = re.compile(
+    r"^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"/resourceGroups/[-\w.()]{1,90}"
+    r"/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[A-Za-z0-9][-\w]{2,127}$",
+    re.IGNORECASE,
+)
+
+
+class GatewaySpec(_Model):
+    """The TLS certificate the Application Gateway serves on every party port.
+
+    ``tls_certificate_secret_id``: the versionless secret URL of a Key Vault certificate
+    (``https://<vault>.vault.azure.net/secrets/<name>``). ``identity_id``: the resource id of the
+    user-assigned identity the gateway reads it with; whoever owns the vault grants that identity
+    Key Vault Secrets User on the certificate's secret before the tenant is deployed (the control
+    plane holds no rights on the certificate's vault).
+    """
+
+    tls_certificate_secret_id: str
+    identity_id: str
+
+    @field_validator("tls_certificate_secret_id")
+    @classmethod
+    def _secret_id(cls, value: str) -> str:
+        if _SECRET_ID.match(value):
+            return value.rstrip("/")
+        if re.match(r"^https://[^/]+/secrets/[^/]+/[0-9a-fA-F]{32}/?$", value):
+            raise ValueError("use the versionless secret id (drop the version) so the gateway "
+                             "picks up renewed certificates")
+        raise ValueError("must be a Key Vault secret URL "
+                         "https://<vault>.vault.azure.net/secrets/<name>")
+
+    @field_validator("identity_id")
+    @classmethod
+    def _identity_id(cls, value: str) -> str:
+        if not _USER_ASSIGNED_IDENTITY_ID.match(value):
+            raise ValueError("must be a user-assigned identity resource id /subscriptions/<id>/"
+                             "resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/"
+                             "userAssignedIdentities/<name>")
+        return value
+
+
 class Party(_Model):
     name: Annotated[str, Field(pattern=PARTY_NAME_PATTERN)]
     display_name: Annotated[str, Field(min_length=1, max_length=64)]
@@ -138,6 +186,10 @@ class TenantSpec(_Model):
     network: NetworkSpec = NetworkSpec()
     parties: Annotated[list[Party], Field(min_length=1, max_length=50)]
     attestation: AttestationSpec = AttestationSpec()
+    gateway: GatewaySpec = Field(
+        description="The TLS certificate (Key Vault) the gateway serves on every party port: "
+        "required, there is no plain-HTTP listener.",
+    )
     extra_release_claims: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Extra release-policy conditions every key requires, e.g. "

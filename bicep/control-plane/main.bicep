@@ -6,8 +6,12 @@
 // - "cotenant tenant deployer", a custom role with exactly the management actions the tenant
 //   modules (bicep/tenant/*.bicep) need, plus resource-group create/delete;
 // - "Role Based Access Control Administrator", constrained by an ABAC condition to assigning and
-//   removing only the Key Vault and queue roles the tenant phases grant, and only to service
-//   principals (managed identities). It can never grant Owner, Contributor or itself more.
+//   removing only the Key Vault and queue roles the tenant phases grant, only to service
+//   principals (managed identities) and never to the control plane's own identity. It can never
+//   grant Owner, Contributor, or itself anything (release included).
+// It also defines "cotenant Key Operator", the custom role the party module gives the control
+// plane on each tenant vault: it manages the app keys (create, rotate, release policy, rotation
+// policy) but has no release, decrypt, unwrap, sign, import or backup data action.
 // README.md ("Control plane identity and its permissions") explains why.
 
 targetScope = 'subscription'
@@ -35,16 +39,23 @@ var tags = {
 }
 var roles = loadJsonContent('roles.json')
 
+// The key operator role's GUID, known before deployment (the control plane reads it from its
+// COTENANT_OPERATOR_ROLE_DEFINITION_ID app setting and passes it to each party deployment).
+var keyOperatorRoleId = guid(subscription().id, 'cotenant-key-operator', environmentName)
+
 // Roles the control plane may assign (and remove) in tenant resource groups.
 var delegableRoles = [
-  roles.keyVaultCryptoOfficer
+  keyOperatorRoleId
   roles.keyVaultCryptoServiceEncryptionUser
   roles.keyVaultCryptoServiceReleaseUser
   roles.storageQueueDataMessageSender
   roles.storageQueueDataMessageProcessor
 ]
 var delegableList = join(delegableRoles, ', ')
-var delegationCondition = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'})) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}}))'
+// Write: a delegable role, to a service principal, that is not the control plane itself.
+// Delete: only assignments of a delegable role.
+var selfId = controlPlane.outputs.identityPrincipalId
+var delegationCondition = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAllValues:GuidNotEquals {${selfId}})) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}}))'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-cotenant-${environmentName}'
@@ -60,6 +71,44 @@ module controlPlane 'resources.bicep' = {
     token: token
     tags: tags
     cvmOrchestratorObjectId: cvmOrchestratorObjectId
+    keyOperatorRoleId: keyOperatorRoleId
+  }
+}
+
+// Manages tenant app keys without being able to use them. Data actions are the exact Key Vault
+// ones (no wildcard): read, create, update (incl. the release policy), rotate, delete and
+// recover (soft delete + purge protection), the public-key operations encrypt and wrap, and the
+// rotation policy. Deliberately absent: release, decrypt, unwrap, sign, import, backup,
+// restore, purge. cotenant/plan.py KEY_OPERATOR_DATA_ACTIONS mirrors this list (the lab
+// enforces it; tests/bicep/test_control_plane.py keeps the two equal).
+resource keyOperator 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: keyOperatorRoleId
+  properties: {
+    roleName: 'cotenant Key Operator (${environmentName})'
+    description: 'Creates, rotates and sets policies of cotenant tenant app keys. Cannot release, decrypt, unwrap, sign, import or back up a key.'
+    type: 'CustomRole'
+    assignableScopes: [
+      subscription().id
+    ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          'Microsoft.KeyVault/vaults/keys/read'
+          'Microsoft.KeyVault/vaults/keys/create/action'
+          'Microsoft.KeyVault/vaults/keys/update/action'
+          'Microsoft.KeyVault/vaults/keys/rotate/action'
+          'Microsoft.KeyVault/vaults/keys/delete'
+          'Microsoft.KeyVault/vaults/keys/recover/action'
+          'Microsoft.KeyVault/vaults/keys/encrypt/action'
+          'Microsoft.KeyVault/vaults/keys/wrap/action'
+          'Microsoft.KeyVault/vaults/keyrotationpolicies/read'
+          'Microsoft.KeyVault/vaults/keyrotationpolicies/write'
+        ]
+        notDataActions: []
+      }
+    ]
   }
 }
 
@@ -134,5 +183,6 @@ output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = controlPlane.outputs.functionAppName
 output COTENANT_CONTROL_PLANE_PRINCIPAL_ID string = controlPlane.outputs.identityPrincipalId
+output COTENANT_OPERATOR_ROLE_DEFINITION_ID string = keyOperator.name
 output COTENANT_EGRESS_IP string = controlPlane.outputs.egressIpAddress
 output COTENANT_STORAGE_ACCOUNT string = controlPlane.outputs.storageAccountName

@@ -27,6 +27,9 @@ param tags object
 @description('Object id of the "Confidential VM Orchestrator" service principal in this Entra tenant.')
 param cvmOrchestratorObjectId string
 
+@description('GUID of the "cotenant Key Operator" custom role (main.bicep); party deployments assign it to the control plane on each tenant vault.')
+param keyOperatorRoleId string
+
 var roles = loadJsonContent('roles.json')
 var packageContainer = 'app-package'
 var reportsQueue = 'guest-reports'
@@ -279,6 +282,10 @@ var appSettings = [
   {
     name: 'COTENANT_OPERATOR_PRINCIPAL_TYPE'
     value: 'ServicePrincipal'
+  }
+  {
+    name: 'COTENANT_OPERATOR_ROLE_DEFINITION_ID'
+    value: keyOperatorRoleId
   }
   {
     name: 'COTENANT_CVM_ORCHESTRATOR_OBJECT_ID'

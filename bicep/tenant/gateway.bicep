@@ -1,8 +1,11 @@
 // Phase "gateway": the tenant's only public entry point.
 //
 // A Standard public IP with a DNS label, a WAF policy in Prevention mode with the OWASP 3.2
-// managed rule set, and an Application Gateway WAF_v2 with one listener per party port, each
-// routed to a backend pool holding that party's private IP. One health probe (HTTP GET / on the
+// managed rule set, and an Application Gateway WAF_v2 with one HTTPS listener per party port,
+// each routed to a backend pool holding that party's private IP. There is no plain-HTTP
+// listener: every listener serves the tenant's certificate, read from Key Vault
+// (keyVaultSecretId, versionless so renewals are picked up) by the user-assigned identity the
+// spec names, under the strict TLS 1.2+ predefined policy. One health probe (HTTP GET / on the
 // backend) is attached to the backend settings every rule uses.
 
 targetScope = 'resourceGroup'
@@ -21,6 +24,12 @@ param dnsLabel string
 
 @description('Name of the WAF policy.')
 param wafPolicyName string
+
+@description('Versionless Key Vault secret URL of the TLS certificate every listener serves (https://<vault>.vault.azure.net/secrets/<name>).')
+param tlsCertificateUri string
+
+@description('Resource id of the user-assigned identity the gateway reads the certificate with (it holds Key Vault Secrets User on that secret).')
+param identityId string
 
 @description('Name of the tenant\'s virtual network.')
 param vnetName string
@@ -42,6 +51,7 @@ var gatewayId = resourceId('Microsoft.Network/applicationGateways', gatewayName)
 var frontendIpName = 'public-frontend'
 var backendSettingsName = 'backend-http'
 var probeName = 'health'
+var certificateName = 'tenant-tls'
 
 resource wafPolicy 'Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies@2024-05-01' = {
   name: wafPolicyName
@@ -84,6 +94,12 @@ resource publicIp 'Microsoft.Network/publicIPAddresses@2024-05-01' = {
 resource appGateway 'Microsoft.Network/applicationGateways@2024-05-01' = {
   name: gatewayName
   location: location
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
   properties: {
     sku: {
       name: 'WAF_v2'
@@ -99,8 +115,16 @@ resource appGateway 'Microsoft.Network/applicationGateways@2024-05-01' = {
     }
     sslPolicy: {
       policyType: 'Predefined'
-      policyName: 'AppGwSslPolicy20220101'
+      policyName: 'AppGwSslPolicy20220101S'
     }
+    sslCertificates: [
+      {
+        name: certificateName
+        properties: {
+          keyVaultSecretId: tlsCertificateUri
+        }
+      }
+    ]
     gatewayIPConfigurations: [
       {
         name: 'gateway-ip'
@@ -174,13 +198,17 @@ resource appGateway 'Microsoft.Network/applicationGateways@2024-05-01' = {
     httpListeners: [for backend in backends: {
       name: 'listener-${backend.name}'
       properties: {
-        protocol: 'Http'
+        protocol: 'Https'
         frontendIPConfiguration: {
           id: '${gatewayId}/frontendIPConfigurations/${frontendIpName}'
         }
         frontendPort: {
           id: '${gatewayId}/frontendPorts/port-${backend.name}'
         }
+        sslCertificate: {
+          id: '${gatewayId}/sslCertificates/${certificateName}'
+        }
+        requireServerNameIndication: false
       }
     }]
     requestRoutingRules: [for backend in backends: {

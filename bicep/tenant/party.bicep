@@ -6,9 +6,12 @@
 // - the DES identity: Key Vault Crypto Service Encryption User on the disk key only;
 // - the platform's "Confidential VM Orchestrator" principal: Key Vault Crypto Service Release
 //   User on the disk key only;
-// - the control plane's operator principal: Key Vault Crypto Officer on this vault, so it can
-//   create the party's app key through the Key Vault data plane (ARM cannot set an app key's
-//   custom release policy and rotate it the way the control plane needs).
+// - the control plane's operator principal: the "cotenant Key Operator" custom role on this
+//   vault (defined in bicep/control-plane/main.bicep), so it can create and rotate the party's
+//   app key and set its release policy through the Key Vault data plane (ARM cannot set an app
+//   key's custom release policy and rotate it the way the control plane needs). Unlike Key Vault
+//   Crypto Officer, that role cannot release, decrypt, unwrap, sign, import or back up a key: the
+//   operator manages every party's key but can use none of them.
 // The app key's release grants are made later, per key, by grants.bicep.
 
 targetScope = 'resourceGroup'
@@ -42,8 +45,11 @@ param vmSubnetName string
 @description('Public IPv4 addresses or CIDR ranges admitted by the vault firewall besides the VM subnet: the control plane\'s egress address(es).')
 param allowedIpRanges array
 
-@description('Object id of the control plane\'s principal; it gets Key Vault Crypto Officer on this vault.')
+@description('Object id of the control plane\'s principal; it gets the key operator role on this vault.')
 param operatorPrincipalId string
+
+@description('GUID of the control plane\'s "cotenant Key Operator" custom role (manages keys, never releases or uses them).')
+param operatorRoleDefinitionId string
 
 @description('Principal type of operatorPrincipalId.')
 @allowed([
@@ -157,11 +163,11 @@ resource orchestratorKeyRelease 'Microsoft.Authorization/roleAssignments@2022-04
   }
 }
 
-resource operatorCryptoOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, operatorPrincipalId, roles.keyVaultCryptoOfficer)
+resource operatorKeyOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, operatorPrincipalId, operatorRoleDefinitionId)
   scope: vault
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoOfficer)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', operatorRoleDefinitionId)
     principalId: operatorPrincipalId
     principalType: operatorPrincipalType
   }

@@ -167,9 +167,13 @@ class OperatorSettings(BaseModel):
     principal_type: str = "ServicePrincipal"
     cvm_orchestrator_object_id: str
     allowed_ip_ranges: list[str] = Field(default_factory=list)
+    # GUID of the "cotenant Key Operator" custom role the party module assigns the operator on
+    # each vault (manages keys, never releases or decrypts). Unset: party deployments refuse.
+    role_definition_id: str | None = None
 
     def party_inputs(self) -> dict[str, Any]:
         return {"operator_principal_id": self.principal_id,
+                "operator_role_definition_id": self.role_definition_id,
                 "operator_principal_type": self.principal_type,
                 "cvm_orchestrator_object_id": self.cvm_orchestrator_object_id,
                 "allowed_ip_ranges": list(self.allowed_ip_ranges)}

@@ -44,13 +44,15 @@ from cotenant.plan import (
     CVM_ORCHESTRATOR_APP_ID,
     ENCRYPTION_ROLE,
     ENCRYPTION_ROLE_ID,
+    KEY_OPERATOR_LAB_ROLE_ID,
+    KEY_OPERATOR_ROLE,
     OFFICER_ROLE,
     OFFICER_ROLE_ID,
     RELEASE_ROLE,
 )
 
 _ROLE_IDS = {RELEASE_ROLE: RELEASE_ROLE_ID, ENCRYPTION_ROLE: ENCRYPTION_ROLE_ID,
-             OFFICER_ROLE: OFFICER_ROLE_ID}
+             OFFICER_ROLE: OFFICER_ROLE_ID, KEY_OPERATOR_ROLE: KEY_OPERATOR_LAB_ROLE_ID}
 # The lab has no Entra tenant: a stable stand-in object id for the platform's
 # "Confidential VM Orchestrator" service principal.
 LAB_CVM_ORCHESTRATOR = str(uuid.uuid5(uuid.NAMESPACE_URL, CVM_ORCHESTRATOR_APP_ID))
@@ -90,6 +92,7 @@ class LabCloud:
         with lab_errors("read the lab operator", "lab"):
             operator = client.operator()
         self.operator = OperatorSettings(principal_id=operator["principal_id"],
+                                         role_definition_id=KEY_OPERATOR_LAB_ROLE_ID,
                                          cvm_orchestrator_object_id=LAB_CVM_ORCHESTRATOR)
 
     @classmethod

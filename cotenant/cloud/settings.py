@@ -52,14 +52,15 @@ def queue_commands(env: Mapping[str, str], credential: object | None = None) -> 
 
 
 def operator(env: Mapping[str, str]) -> OperatorSettings:
-    missing = [k for k in ("COTENANT_OPERATOR_PRINCIPAL_ID", "COTENANT_CVM_ORCHESTRATOR_OBJECT_ID")
-               if not env.get(k)]
+    missing = [k for k in ("COTENANT_OPERATOR_PRINCIPAL_ID", "COTENANT_OPERATOR_ROLE_DEFINITION_ID",
+                           "COTENANT_CVM_ORCHESTRATOR_OBJECT_ID") if not env.get(k)]
     if missing:
-        raise CloudError(f"COTENANT_CLOUD=azure needs {' and '.join(missing)}")
+        raise CloudError(f"COTENANT_CLOUD=azure needs {', '.join(missing)}")
     ranges = [r.strip() for r in env.get("COTENANT_ALLOWED_IP_RANGES", "").split(",") if r.strip()]
     return OperatorSettings(
         principal_id=env["COTENANT_OPERATOR_PRINCIPAL_ID"],
         principal_type=env.get("COTENANT_OPERATOR_PRINCIPAL_TYPE", "ServicePrincipal"),
+        role_definition_id=env["COTENANT_OPERATOR_ROLE_DEFINITION_ID"],
         cvm_orchestrator_object_id=env["COTENANT_CVM_ORCHESTRATOR_OBJECT_ID"],
         allowed_ip_ranges=ranges)
 

@@ -49,6 +49,7 @@ from cotenant.lab.http import HttpError, json_body
 from cotenant.lab.identity import IdentityService
 from cotenant.lab.state import DeploymentRecord, Key, ResourceGroup, RoleAssignment, StateStore
 from cotenant.lab.vault import keys as kv
+from cotenant.lab.vault.rbac import role_name
 from cotenant.lab.vault.service import VaultService, vault_url
 from cotenant.lab.vms import VmSupervisor
 from cotenant.plan import ESTIMATES
@@ -267,7 +268,12 @@ class ResourceManager:
         if existing is not None and existing.resource_group != rg:
             raise DeploymentFailed("VaultAlreadyExists",
                                    f"vault name {p['vaultName']} is already in use")
-        vault = self.vaults.create_vault(p["vaultName"], resource_group=rg, location=location)
+        try:
+            operator_role = role_name(p["operatorRoleDefinitionId"])
+        except ValueError as exc:
+            raise DeploymentFailed("RoleDefinitionDoesNotExist", str(exc)) from None
+        vault = self.vaults.create_vault(p["vaultName"], resource_group=rg, location=location,
+                                         operator_role=None)
         url = vault_url(vault.name)
         disk_key = p["diskKeyName"]
         with self.store.edit():
@@ -286,7 +292,7 @@ class ResourceManager:
         self._grant(des.principal_id, key_scope, "Key Vault Crypto Service Encryption User")
         self._grant(p["cvmOrchestratorObjectId"], key_scope,
                     "Key Vault Crypto Service Release User")
-        self._grant(p["operatorPrincipalId"], url, "Key Vault Crypto Officer")
+        self._grant(p["operatorPrincipalId"], url, operator_role)
         des_id = self.arm_id(rg, "Microsoft.Compute", "diskEncryptionSets", p["desName"])
         self._record(rg, des_id, {"key": key_scope, "principalId": des.principal_id})
         latest = self.store.read().vaults[vault.name].keys[disk_key].latest

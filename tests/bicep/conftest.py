@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 REFERENCE_SPEC = REPO / "examples" / "three-party.yaml"
 
 OPERATOR_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+KEY_OPERATOR_ROLE_ID = "5c0e8f3a-7d21-4b6e-9a43-1e2f3d4c5b6a"
 ORCHESTRATOR_ID = "9a5d1c7e-2b3f-4e8a-b6c1-7d0e5f4a3b21"
 PRINCIPALS = {
     "contoso": "11111111-1111-4111-8111-111111111111",
@@ -50,6 +51,7 @@ def inputs_for(module: str, *, password: bool = False) -> dict[str, Any]:
     if module == "party":
         return {
             "operator_principal_id": OPERATOR_ID,
+            "operator_role_definition_id": KEY_OPERATOR_ROLE_ID,
             "cvm_orchestrator_object_id": ORCHESTRATOR_ID,
             "allowed_ip_ranges": ["20.50.1.7", "52.10.0.0/28"],
         }

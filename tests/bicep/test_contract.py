@@ -95,6 +95,7 @@ def test_party_inputs_are_validated(plan):
     problems = err.value.problems
     assert any("operator_principal_id must be a GUID" in p for p in problems)
     assert any("cvm_orchestrator_object_id is required" in p for p in problems)
+    assert any("operator_role_definition_id is required" in p for p in problems)
     assert any("'10.0.0.1' is not a public" in p for p in problems)
     assert any("'1.2.3.4/24' is not an IPv4" in p for p in problems)
     assert any("operator_principal_type" in p for p in problems)

@@ -8,8 +8,16 @@ import re
 import pytest
 import yaml
 
-from cotenant.plan import ENCRYPTION_ROLE_ID, OFFICER_ROLE_ID, RELEASE_ROLE_ID
-from tests.bicep.conftest import ORCHESTRATOR_ID, REPO
+from cotenant.cloud.base import CloudError
+from cotenant.cloud.settings import operator
+from cotenant.deployments import module_parameters
+from cotenant.plan import (
+    ENCRYPTION_ROLE_ID,
+    KEY_OPERATOR_DATA_ACTIONS,
+    OFFICER_ROLE_ID,
+    RELEASE_ROLE_ID,
+)
+from tests.bicep.conftest import OPERATOR_ID, ORCHESTRATOR_ID, REPO, inputs_for
 from tests.bicep.template import Ref, Template
 
 CONTROL_PLANE = REPO / "bicep" / "control-plane"
@@ -18,6 +26,11 @@ CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 USER_ACCESS_ADMIN = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
 QUEUE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 QUEUE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
+KEY_OPERATOR_ROLE_ID = "0d6f2b9e-4a31-4c8e-b7f5-2e9a1c3d5f70"
+# Data actions that use a key's private half (or inject/extract material): the operator must
+# hold none of them, on any vault.
+KEY_USE_ACTIONS = ("release", "decrypt", "unwrap", "sign", "import", "export", "backup",
+                   "restore", "purge")
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +38,7 @@ def resources() -> Template:
     return Template(CONTROL_PLANE / "resources.bicep", {
         "location": "northeurope", "token": "abc123def4567",
         "tags": {"azd-env-name": "dev"}, "cvmOrchestratorObjectId": ORCHESTRATOR_ID,
+        "keyOperatorRoleId": KEY_OPERATOR_ROLE_ID,
     })
 
 
@@ -138,16 +152,23 @@ def test_role_assignment_rights_are_constrained_to_the_tenant_roles(main):
     for clause in (write_clause, delete_clause):
         guids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
                                clause))
-        assert guids == {OFFICER_ROLE_ID, ENCRYPTION_ROLE_ID, RELEASE_ROLE_ID,
-                         QUEUE_SENDER, QUEUE_PROCESSOR}
-        assert not guids & {OWNER, CONTRIBUTOR, USER_ACCESS_ADMIN}
+        # the built-in ones; the fifth is the key operator custom role (a guid() call)
+        assert guids == {ENCRYPTION_ROLE_ID, RELEASE_ROLE_ID, QUEUE_SENDER, QUEUE_PROCESSOR}
+        assert not guids & {OWNER, CONTRIBUTOR, USER_ACCESS_ADMIN, OFFICER_ROLE_ID}
+        assert "cotenant-key-operator" in clause
+    assert main.vars["delegableRoles"][0] == main.one("keyOperator").body["name"]
+    # never to the control plane itself: it cannot grant itself release (or anything)
+    self_id = props["principalId"]
+    assert self_id == Ref("controlPlane.outputs.identityPrincipalId")
+    assert ("@Request[Microsoft.Authorization/roleAssignments:PrincipalId] "
+            f"ForAnyOfAllValues:GuidNotEquals {{{self_id}}}") in write_clause
     assert "roleAssignments/write" in write_clause and "roleAssignments/delete" in delete_clause
     assert "PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\\'ServicePrincipal\\'}" in (
         write_clause)
 
 
 def test_the_deployer_role_has_no_data_actions_and_no_authorization_writes(main):
-    (role,) = main.of_type("Microsoft.Authorization/roleDefinitions")
+    role = main.one("tenantDeployer")
     (permissions,) = role.properties["permissions"]
     actions = permissions["actions"]
     assert permissions["dataActions"] == []
@@ -167,3 +188,48 @@ def test_azure_yaml_points_azd_at_the_control_plane():
                                "module": "main"}
     assert config["services"]["api"]["host"] == "function"
     assert config["services"]["api"]["language"] == "python"
+
+
+def test_key_operator_role_manages_keys_but_cannot_use_them(main):
+    role = main.one("keyOperator")
+    assert role.body["name"] == main.vars["keyOperatorRoleId"]
+    assert role.properties["type"] == "CustomRole"
+    assert role.properties["assignableScopes"] == [Ref("subscription().id")]
+    (permissions,) = role.properties["permissions"]
+    assert permissions["actions"] == [] and permissions["notActions"] == []
+    data_actions = permissions["dataActions"]
+    assert data_actions == list(KEY_OPERATOR_DATA_ACTIONS)  # what the lab enforces
+    assert not [a for a in data_actions if "*" in a]
+    for action in data_actions:
+        assert not any(f"/{word}" in action.lower() for word in KEY_USE_ACTIONS), action
+    for needed in ("keys/create/action", "keys/rotate/action", "keys/update/action",
+                   "keyrotationpolicies/write"):
+        assert f"Microsoft.KeyVault/vaults/{needed}" in data_actions
+
+
+def test_key_operator_role_id_reaches_every_party_vault(main, resources, plan):
+    # main.bicep -> resources.bicep param -> function app setting -> OperatorSettings ->
+    # module_parameters -> party.bicep's vault-scope assignment
+    assert main.raw["modules"]["controlPlane"]["config"]["params"]["keyOperatorRoleId"] == (
+        "keyOperatorRoleId")
+    assert main.outputs["COTENANT_OPERATOR_ROLE_DEFINITION_ID"] == Ref("keyOperator.name")
+    settings = _settings(resources)
+    assert settings["COTENANT_OPERATOR_ROLE_DEFINITION_ID"] == KEY_OPERATOR_ROLE_ID
+    env = {"COTENANT_OPERATOR_PRINCIPAL_ID": OPERATOR_ID,
+           "COTENANT_OPERATOR_ROLE_DEFINITION_ID": KEY_OPERATOR_ROLE_ID,
+           "COTENANT_CVM_ORCHESTRATOR_OBJECT_ID": ORCHESTRATOR_ID}
+    inputs = {**inputs_for("party"), **operator(env).party_inputs()}
+    params = module_parameters(plan, "party", "contoso", **inputs)
+    party = Template(REPO / "bicep" / "tenant" / "party.bicep", params)
+    (assignment,) = [a for a in party.of_type("Microsoft.Authorization/roleAssignments")
+                     if a.body["scope"].path == "vault"]
+    assert assignment.properties["roleDefinitionId"].args["resource_name_1"] == (
+        KEY_OPERATOR_ROLE_ID)
+    assert assignment.properties["principalId"] == OPERATOR_ID
+
+
+def test_azure_settings_refuse_a_missing_key_operator_role():
+    env = {"COTENANT_OPERATOR_PRINCIPAL_ID": OPERATOR_ID,
+           "COTENANT_CVM_ORCHESTRATOR_OBJECT_ID": ORCHESTRATOR_ID}
+    with pytest.raises(CloudError, match="COTENANT_OPERATOR_ROLE_DEFINITION_ID"):
+        operator(env)

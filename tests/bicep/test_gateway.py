@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.bicep.conftest import evaluated
+from tests.bicep.gateway_checks import tls_problems
 
 
 def _gateway(plan):
@@ -71,3 +72,30 @@ def test_public_ip_has_the_dns_label(plan):
     (frontend,) = props["frontendIPConfigurations"]
     assert frontend["properties"]["publicIPAddress"]["id"].path == "publicIp.id"
     assert template.outputs["fqdn"].path == "publicIp.properties.dnsSettings.fqdn"
+
+
+def test_every_listener_is_https_with_the_key_vault_certificate(plan):
+    template, props = _gateway(plan)
+    assert tls_problems(template) == []
+    assert {x["properties"]["protocol"] for x in props["httpListeners"]} == {"Https"}
+    assert len(props["httpListeners"]) == len(plan.gateway.listeners)
+    (cert,) = props["sslCertificates"]
+    assert cert["properties"] == {"keyVaultSecretId": plan.gateway.tls_certificate_secret_id}
+    for listener in props["httpListeners"]:
+        assert listener["properties"]["sslCertificate"]["id"].endswith(
+            f"/sslCertificates/{cert['name']}")
+    assert "redirectConfigurations" not in props
+
+
+def test_tls_policy_is_the_strict_2022_predefined_policy(plan):
+    _, props = _gateway(plan)
+    assert props["sslPolicy"] == {"policyType": "Predefined",
+                                  "policyName": plan.gateway.ssl_policy}
+    assert plan.gateway.ssl_policy == "AppGwSslPolicy20220101S"
+
+
+def test_the_gateway_reads_the_certificate_with_the_spec_identity(plan):
+    template, _ = _gateway(plan)
+    (gw,) = template.of_type("Microsoft.Network/applicationGateways")
+    assert gw.body["identity"] == {
+        "type": "UserAssigned", "userAssignedIdentities": {plan.gateway.identity_id: {}}}

@@ -50,16 +50,17 @@ def test_role_ids_agree_everywhere():
     tenant = json.loads((REPO / "bicep" / "tenant" / "roles.json").read_text())
     control = json.loads((REPO / "bicep" / "control-plane" / "roles.json").read_text())
     expected = {
-        "keyVaultCryptoOfficer": OFFICER_ROLE_ID,
         "keyVaultCryptoServiceEncryptionUser": ENCRYPTION_ROLE_ID,
         "keyVaultCryptoServiceReleaseUser": RELEASE_ROLE_ID,
     }
     for roles in (tenant, control):
         assert {k: roles[k] for k in expected} == expected
+        # Crypto Officer (keys/* includes release) is neither assigned nor delegable
+        assert OFFICER_ROLE_ID not in roles.values()
     shared = set(tenant) & set(control)
     assert {k: tenant[k] for k in shared} == {k: control[k] for k in shared}
     # every role a tenant module assigns is one the control plane may delegate
     main = (REPO / "bicep" / "control-plane" / "main.bicep").read_text()
     delegable = main.split("var delegableRoles = [")[1].split("]")[0]
     assert {line.strip().removeprefix("roles.") for line in delegable.strip().splitlines()} == set(
-        tenant)
+        tenant) | {"keyOperatorRoleId"}

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 from cotenant.plan import ENCRYPTION_ROLE_ID, OFFICER_ROLE_ID, RELEASE_ROLE_ID
-from tests.bicep.conftest import OPERATOR_ID, ORCHESTRATOR_ID, evaluated
+from tests.bicep.conftest import KEY_OPERATOR_ROLE_ID, OPERATOR_ID, ORCHESTRATOR_ID, evaluated
 from tests.bicep.template import Ref
 
 # Roles that would let Key Vault decrypt/unwrap/sign for a principal without any attestation.
 FORBIDDEN_ROLE_IDS = {
     "12338af0-0e69-4776-bea7-57ae8d297424",  # Key Vault Crypto User
     "00482a5a-887f-4fb3-b363-3b7fe8e74483",  # Key Vault Administrator
+    OFFICER_ROLE_ID,  # Key Vault Crypto Officer: keys/* includes release
     "f25e0fa2-a7c8-4377-a976-54943a77a395",  # Key Vault Contributor
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",  # Owner
     "b24988ac-6180-42a0-ab88-20f7382dd24c",  # Contributor
@@ -84,7 +85,7 @@ def test_role_assignments_are_the_three_expected_at_the_narrowest_scope(plan):
     assert found == {
         ("diskKey", ENCRYPTION_ROLE_ID, "des.identity.principalId"),
         ("diskKey", RELEASE_ROLE_ID, ORCHESTRATOR_ID),
-        ("vault", OFFICER_ROLE_ID, OPERATOR_ID),
+        ("vault", KEY_OPERATOR_ROLE_ID, OPERATOR_ID),
     }
     # the platform's disk grants are exactly what the plan says they are
     roles = {r.principal: r.role_definition_id for r in plan.party("contoso").disk_key_roles}
@@ -102,7 +103,9 @@ def test_only_the_operator_role_is_vault_wide(plan):
     template = evaluated(plan, "party")
     vault_wide = [a for a in template.of_type("Microsoft.Authorization/roleAssignments")
                   if a.body["scope"].path == "vault"]
-    assert [_role_id(a) for a in vault_wide] == [OFFICER_ROLE_ID]
+    assert [_role_id(a) for a in vault_wide] == [KEY_OPERATOR_ROLE_ID]
+    (assignment,) = vault_wide
+    assert assignment.properties["principalId"] == OPERATOR_ID
 
 
 def test_identity_is_user_assigned_and_outputs_its_principal(plan):

@@ -14,6 +14,7 @@ import pytest
 from cotenant.deployments import module_parameters, module_path
 from cotenant.plan import RELEASE_ROLE_ID
 from tests.bicep.conftest import inputs_for, party_for
+from tests.bicep.gateway_checks import tls_problems
 from tests.bicep.template import Template
 
 CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
@@ -95,6 +96,14 @@ CASES = [
                            "          subnet: {\n")),
     ("cvm", cvm_problems, ("    protectedSettings: {", "    settings: {")),
     ("gateway", waf_problems, ("mode: 'Prevention'", "mode: 'Detection'")),
+    ("gateway", tls_problems, ("protocol: 'Https'", "protocol: 'Http'")),
+    ("gateway", tls_problems, ("policyName: 'AppGwSslPolicy20220101S'",
+                               "policyName: 'AppGwSslPolicy20150501'")),
+    ("gateway", tls_problems, ("type: 'UserAssigned'", "type: 'None'")),
+    ("gateway", tls_problems, ("keyVaultSecretId: tlsCertificateUri",
+                               "data: 'MIIKpfx'\n          password: 'pfx-password'")),
+    ("gateway", tls_problems, ("        sslCertificate: {\n          id: ",
+                               "        hostName: {\n          id: ")),
 ]
 
 

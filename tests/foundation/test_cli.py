@@ -155,7 +155,8 @@ def test_console_script_runs_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "error: parties: Input should be a valid list"
+    assert proc.stderr.strip().splitlines() == [
+        "error: parties: Input should be a valid list", "error: gateway: Field required"]
 
 
 def test_policy_check_verbose(run):

@@ -11,6 +11,7 @@ from cotenant.plan import build_plan, critical_path
 from cotenant.policy import evaluate
 from cotenant.spec import load_spec, parse_spec
 from tests.conftest import REPO_ROOT
+from tests.foundation.specs import GATEWAY
 
 EXAMPLE = REPO_ROOT / "examples" / "three-party.yaml"
 NEU = "https://sharedneu.neu.attest.azure.net"
@@ -93,6 +94,11 @@ def test_gateway_listeners(plan):
     assert {li.frontend_port: (li.party, li.backend_ip) for li in gw.listeners} == SEED_LISTENERS
     assert {(li.backend_port, li.protocol, li.probe_path) for li in gw.listeners} == {
         (80, "Http", "/")}
+    assert {li.frontend_protocol for li in gw.listeners} == {"Https"}
+    assert gw.ssl_policy == "AppGwSslPolicy20220101S"
+    spec = load_spec(EXAMPLE)
+    assert (gw.tls_certificate_secret_id, gw.identity_id) == (
+        spec.gateway.tls_certificate_secret_id, spec.gateway.identity_id)
     assert len({li.rule_priority for li in gw.listeners}) == 3
 
 
@@ -234,6 +240,7 @@ def test_globally_unique_names_depend_on_tenant_and_seed():
 def test_long_names_still_fit_key_vault_rules():
     spec = parse_spec({
         "name": "abcdefgh",
+        "gateway": GATEWAY,
         "parties": [
             {"name": "longpartyna1", "display_name": "A", "private_ip": "10.0.1.4",
              "gateway_port": 80, "releasable_by": ["longpartyna1", "longpartyna2"]},

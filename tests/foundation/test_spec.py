@@ -12,6 +12,7 @@ import yaml
 
 from cotenant.spec import SpecError, is_cvm_size, load_spec, parse_spec, spec_json_schema
 from tests.conftest import REPO_ROOT
+from tests.foundation.specs import GATEWAY
 
 EXAMPLE = REPO_ROOT / "examples" / "three-party.yaml"
 
@@ -67,7 +68,7 @@ def test_json_file_loads_like_yaml(tmp_path, doc):
 
 
 def test_defaults_and_region_normalisation(doc):
-    minimal = {"name": "tiny", "location": "West Europe",
+    minimal = {"name": "tiny", "location": "West Europe", "gateway": GATEWAY,
                "parties": [{"name": "solo", "display_name": "Solo", "private_ip": "10.0.1.4",
                             "gateway_port": 80}]}
     spec = parse_spec(minimal)
@@ -294,7 +295,7 @@ def test_aggregator_without_any_foreign_key(doc):
 
 
 def test_single_party_tenant_needs_no_aggregator():
-    spec = parse_spec({"name": "solo", "parties": [
+    spec = parse_spec({"name": "solo", "gateway": GATEWAY, "parties": [
         {"name": "clinic", "display_name": "Clinic", "private_ip": "10.0.1.4",
          "gateway_port": 80}]})
     assert spec.parties[0].role == "owner"
@@ -309,3 +310,47 @@ def test_every_example_is_valid(path):
 def test_parsed_spec_round_trips_through_json():
     spec = load_spec(EXAMPLE)
     assert parse_spec(json.loads(spec.model_dump_json())) == spec
+
+
+# ------------------------------------------------------------------ gateway TLS certificate
+
+
+def test_gateway_certificate_is_required(doc):
+    del doc["gateway"]
+    assert ("gateway", "Field required") in problems_of(doc)
+
+
+def test_gateway_certificate_secret_id_is_normalised_without_trailing_slash(doc):
+    doc["gateway"]["tls_certificate_secret_id"] = "https://kv-certs.vault.azure.net/secrets/tls/"
+    spec = parse_spec(doc)
+    assert spec.gateway.tls_certificate_secret_id == "https://kv-certs.vault.azure.net/secrets/tls"
+
+
+@pytest.mark.parametrize(("secret_id", "fragment"), [
+    ("https://kv-certs.vault.azure.net/secrets/tls/0123456789abcdef0123456789abcdef",
+     "versionless"),
+    ("http://kv-certs.vault.azure.net/secrets/tls", "Key Vault secret URL"),
+    ("https://attacker.example.com/secrets/tls", "Key Vault secret URL"),
+    ("https://kv-certs.vault.azure.net/keys/tls", "Key Vault secret URL"),
+    ("https://kv-certs.vault.azure.net.evil.com/secrets/tls", "Key Vault secret URL"),
+])
+def test_gateway_certificate_must_be_a_versionless_key_vault_secret(doc, secret_id, fragment):
+    doc["gateway"]["tls_certificate_secret_id"] = secret_id
+    assert_problem(doc, "gateway.tls_certificate_secret_id", fragment)
+
+
+@pytest.mark.parametrize("identity_id", [
+    "id-demo-agw",
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+    "Microsoft.Compute/virtualMachines/vm1",
+    "/subscriptions/not-a-guid/resourceGroups/rg/providers/"
+    "Microsoft.ManagedIdentity/userAssignedIdentities/id-agw",
+])
+def test_gateway_identity_must_be_a_user_assigned_identity(doc, identity_id):
+    doc["gateway"]["identity_id"] = identity_id
+    assert_problem(doc, "gateway.identity_id", "user-assigned identity resource id")
+
+
+def test_gateway_section_rejects_unknown_fields(doc):
+    doc["gateway"]["http_redirect"] = True
+    assert_problem(doc, "gateway.http_redirect", "unknown field")

@@ -17,7 +17,7 @@ from cotenant.deployments import deployment_name, module_parameters, module_path
 from cotenant.lab.client import LabClient, LabError
 from cotenant.lab.manager import LAB_EGRESS_IP, agent_config_from_bootstrap
 from cotenant.lab.testing import RunningLab
-from cotenant.plan import Plan, build_plan
+from cotenant.plan import KEY_OPERATOR_LAB_ROLE_ID, Plan, build_plan
 from cotenant.spec import parse_spec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "three-party.yaml"
@@ -63,10 +63,11 @@ def test_three_party_tenant_deploys(lab_env: RunningLab) -> None:
     operator = client.operator()["principal_id"]
     parties = {p.party: _deploy(client, plan, "party", p.party,
                                 operator_principal_id=operator,
+                                operator_role_definition_id=KEY_OPERATOR_LAB_ROLE_ID,
                                 cvm_orchestrator_object_id=ORCHESTRATOR,
                                 allowed_ip_ranges=[LAB_EGRESS_IP])["outputs"]
                for p in plan.parties}
-    officer = ManagedIdentityCredential()
+    officer = ManagedIdentityCredential()  # the lab's operator identity: key operator role
     for p in plan.parties:
         KeyClient(parties[p.party]["vaultUri"], officer).create_rsa_key(
             p.app_key_name, hardware_protected=True, exportable=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cotenant.lab.state import LabState, Vault
+from cotenant.plan import KEY_OPERATOR_DATA_ACTIONS, KEY_OPERATOR_LAB_ROLE_ID, KEY_OPERATOR_ROLE
 
 _KEYS = "Microsoft.KeyVault/vaults/keys"
 _ROTATION = "Microsoft.KeyVault/vaults/keyrotationpolicies"
@@ -33,8 +34,10 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "setrotationpolicy": (f"{_ROTATION}/write", "setrotationpolicy"),
 }
 
-# The built-in roles the lab knows: name -> (role definition id, data actions; "*" suffix wildcards)
+# The roles the lab knows: name -> (role definition id, data actions; "*" suffix wildcards).
+# All built-in but the control plane's custom key operator role (exactly its Azure data actions).
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    KEY_OPERATOR_ROLE: (KEY_OPERATOR_LAB_ROLE_ID, KEY_OPERATOR_DATA_ACTIONS),
     "Key Vault Crypto Officer": ("14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
                                  (f"{_KEYS}/*", f"{_ROTATION}/*")),
     "Key Vault Crypto User": ("12338af0-0e69-4776-bea7-57ae8d297424", (

@@ -73,8 +73,12 @@ class VaultService:
     # -- management ------------------------------------------------------------------------
     def create_vault(self, name: str, *, resource_group: str | None = None,
                      location: str = "lab", rbac: bool = True, purge_protection: bool = True,
-                     soft_delete_days: int = 90) -> Vault:
-        """Create vault ``name`` (idempotent); the operator identity is Crypto Officer on it."""
+                     soft_delete_days: int = 90,
+                     operator_role: str | None = "Key Vault Crypto Officer") -> Vault:
+        """Create vault ``name`` (idempotent). A new vault gives the lab's operator identity
+        ``operator_role`` on it (Crypto Officer for hand use: ``cotenant lab vault create``);
+        ``None`` grants nothing (tenant deployments grant the control plane's key operator role
+        themselves)."""
         if not valid_vault_name(name):
             raise HttpError(400, "InvalidParameter", f"invalid vault name {name!r} (3-24 "
                             "letters, digits and hyphens, starting with a letter)")
@@ -89,14 +93,14 @@ class VaultService:
                     signing_key=issued.key_pem().decode(), signing_cert=issued.chain_pem().decode(),
                 )
                 state.vaults[name] = vault
-                self._grant_operator(state, vault)
+                if operator_role is not None:
+                    self._grant_operator(state, vault, operator_role)
             return vault
 
     @staticmethod
-    def _grant_operator(state: LabState, vault: Vault) -> None:
+    def _grant_operator(state: LabState, vault: Vault, role: str) -> None:
         state.role_assignments.append(RoleAssignment(
-            principal_id=state.operator().principal_id, scope=vault_url(vault.name),
-            role="Key Vault Crypto Officer"))
+            principal_id=state.operator().principal_id, scope=vault_url(vault.name), role=role))
 
     # -- HTTP ------------------------------------------------------------------------------
     def _challenge(self, message: str) -> HttpError:
