@@ -7,8 +7,8 @@
 //   modules (bicep/tenant/*.bicep) need, plus resource-group create/delete;
 // - "Role Based Access Control Administrator", constrained by an ABAC condition to assigning and
 //   removing only the Key Vault and queue roles the tenant phases grant, only to service
-//   principals (managed identities) and never to the control plane's own identity. It can never
-//   grant Owner, Contributor, or itself anything (release included).
+//   principals (managed identities); to itself it can assign only "cotenant Key Operator"
+//   (below), never release or any other role. It can never grant Owner or Contributor.
 // It also defines "cotenant Key Operator", the custom role the party module gives the control
 // plane on each tenant vault: it manages the app keys (create, rotate, release policy, rotation
 // policy) but has no release, decrypt, unwrap, sign, import or backup data action.
@@ -43,19 +43,24 @@ var roles = loadJsonContent('roles.json')
 // COTENANT_OPERATOR_ROLE_DEFINITION_ID app setting and passes it to each party deployment).
 var keyOperatorRoleId = guid(subscription().id, 'cotenant-key-operator', environmentName)
 
-// Roles the control plane may assign (and remove) in tenant resource groups.
-var delegableRoles = [
-  keyOperatorRoleId
+// Roles the control plane grants to tenant principals other than itself (DES and platform
+// disk-key grants, per-key release grants, guest queue grants).
+var tenantGrantRoles = [
   roles.keyVaultCryptoServiceEncryptionUser
   roles.keyVaultCryptoServiceReleaseUser
   roles.storageQueueDataMessageSender
   roles.storageQueueDataMessageProcessor
 ]
+// Roles the control plane may assign (and remove) in tenant resource groups.
+var delegableRoles = concat([keyOperatorRoleId], tenantGrantRoles)
 var delegableList = join(delegableRoles, ', ')
-// Write: a delegable role, to a service principal, that is not the control plane itself.
+var tenantGrantList = join(tenantGrantRoles, ', ')
+// Write, to service principals only: a tenant grant role to anyone but the control plane
+// itself, or the key operator role (no release, decrypt, unwrap or sign) to the control plane
+// itself and nobody else (the party module gives it that role on each new vault).
 // Delete: only assignments of a delegable role.
 var selfId = controlPlane.outputs.identityPrincipalId
-var delegationCondition = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAllValues:GuidNotEquals {${selfId}})) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}}))'
+var delegationCondition = '((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/write\'})) OR (@Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\'ServicePrincipal\'} AND ((@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${tenantGrantList}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAllValues:GuidNotEquals {${selfId}}) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${keyOperatorRoleId}} AND @Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAnyValues:GuidEquals {${selfId}})))) AND ((!(ActionMatches{\'Microsoft.Authorization/roleAssignments/delete\'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {${delegableList}}))'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-cotenant-${environmentName}'

@@ -61,8 +61,9 @@ class KeyVaultKeys:
     def _create(self, vault_name: str, key_name: str, release_policy: dict[str, Any],
                 size: int) -> KeyInfo:
         # Only public-key operations: Key Vault must never decrypt or unwrap with an app key
-        # (the operator is Crypto Officer on the vault); the private half is used only inside
-        # an attested CVM after release.
+        # for anyone (defence in depth: the operator's "cotenant Key Operator" role has no
+        # decrypt, unwrap or release either); the private half is used only inside an attested
+        # CVM after release.
         with cloud_errors("create key", f"{vault_name}/{key_name}"):
             key = self.client(vault_name).create_rsa_key(
                 key_name, size=size, hardware_protected=True, exportable=True,

@@ -148,23 +148,41 @@ def test_role_assignment_rights_are_constrained_to_the_tenant_roles(main):
         "f58310d9-a9f6-439a-9e8d-f62e7b41a168")  # Role Based Access Control Administrator
     assert props["conditionVersion"] == "2.0"
     condition = props["condition"]
+    depth = 0
+    for char in condition:  # balanced parentheses
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        assert depth >= 0
+    assert depth == 0
     write_clause, delete_clause = condition.split(") AND ((")
-    for clause in (write_clause, delete_clause):
-        guids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                               clause))
-        # the built-in ones; the fifth is the key operator custom role (a guid() call)
-        assert guids == {ENCRYPTION_ROLE_ID, RELEASE_ROLE_ID, QUEUE_SENDER, QUEUE_PROCESSOR}
-        assert not guids & {OWNER, CONTRIBUTOR, USER_ACCESS_ADMIN, OFFICER_ROLE_ID}
-        assert "cotenant-key-operator" in clause
+    builtin = {ENCRYPTION_ROLE_ID, RELEASE_ROLE_ID, QUEUE_SENDER, QUEUE_PROCESSOR}
+    assert _guids(delete_clause) == builtin  # plus the key operator role (a guid() call)
+    assert "cotenant-key-operator" in delete_clause
     assert main.vars["delegableRoles"][0] == main.one("keyOperator").body["name"]
-    # never to the control plane itself: it cannot grant itself release (or anything)
+    # write: service principals only, for both branches below
+    assert "roleAssignments/write" in write_clause and "roleAssignments/delete" in delete_clause
+    assert ("(@Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:"
+            "StringEqualsIgnoreCase {\\'ServicePrincipal\\'} AND ((") in write_clause
+    others, to_self = write_clause.split(
+        ") OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId]")
     self_id = props["principalId"]
     assert self_id == Ref("controlPlane.outputs.identityPrincipalId")
-    assert ("@Request[Microsoft.Authorization/roleAssignments:PrincipalId] "
-            f"ForAnyOfAllValues:GuidNotEquals {{{self_id}}}") in write_clause
-    assert "roleAssignments/write" in write_clause and "roleAssignments/delete" in delete_clause
-    assert "PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {\\'ServicePrincipal\\'}" in (
-        write_clause)
+    # the tenant grant roles (release included) to anyone but the control plane itself ...
+    assert _guids(others) == builtin
+    assert "cotenant-key-operator" not in others
+    assert others.endswith("@Request[Microsoft.Authorization/roleAssignments:PrincipalId] "
+                           f"ForAnyOfAllValues:GuidNotEquals {{{self_id}}}")
+    # ... and to itself only the key operator role, which cannot release
+    assert _guids(to_self) == set()
+    assert to_self.startswith(" ForAnyOfAnyValues:GuidEquals {guid(subscription().id, "
+                              "cotenant-key-operator, dev)} AND ")
+    assert to_self.endswith("@Request[Microsoft.Authorization/roleAssignments:PrincipalId] "
+                            f"ForAnyOfAnyValues:GuidEquals {{{self_id}}})))")
+    for clause in (write_clause, delete_clause):
+        assert not _guids(clause) & {OWNER, CONTRIBUTOR, USER_ACCESS_ADMIN, OFFICER_ROLE_ID}
+
+
+def _guids(text: str) -> set[str]:
+    return set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text))
 
 
 def test_the_deployer_role_has_no_data_actions_and_no_authorization_writes(main):

@@ -61,6 +61,7 @@ def test_role_ids_agree_everywhere():
     assert {k: tenant[k] for k in shared} == {k: control[k] for k in shared}
     # every role a tenant module assigns is one the control plane may delegate
     main = (REPO / "bicep" / "control-plane" / "main.bicep").read_text()
-    delegable = main.split("var delegableRoles = [")[1].split("]")[0]
-    assert {line.strip().removeprefix("roles.") for line in delegable.strip().splitlines()} == set(
-        tenant) | {"keyOperatorRoleId"}
+    granted = main.split("var tenantGrantRoles = [")[1].split("]")[0]
+    assert {line.strip().removeprefix("roles.") for line in granted.strip().splitlines()} == set(
+        tenant)
+    assert "var delegableRoles = concat([keyOperatorRoleId], tenantGrantRoles)" in main
