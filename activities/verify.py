@@ -2,8 +2,9 @@
 
 ``verify_attestation`` checks with the cloud that the party's VM is a Confidential VM, verifies
 the token the agent sent (issuer in the allow-list, signature from the issuer's JWKS, expiry,
-nonce = the orchestration's challenge) and checks that its claims satisfy the party's key
-release policy and that the VM is not debuggable.
+nonce = the orchestration's challenge), that the token names that very VM (its VM id claims
+equal the unique id the cloud reports for the party's VM) and that its claims satisfy the
+party's key release policy and that the VM is not debuggable.
 ``finalize_tenant`` reads every key's release grants back from the cloud and compares them and
 the releases the agents observed with the spec's access matrix.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from activities.blueprint import bp
 from activities.common import activity, cloud, failed, plan_of
+from cotenant.cloud.base import VmInfo
 from cotenant.crypto.tokens import TokenError, TokenVerifier
 from cotenant.plan import Plan
 from cotenant.policy import evaluate
@@ -29,6 +31,37 @@ def verifier(authority: str, tls_verify: bool | str) -> TokenVerifier:
         if key not in _verifiers:
             _verifiers[key] = TokenVerifier([authority], verify=tls_verify)
         return _verifiers[key]
+
+
+def token_vm_ids(claims: dict[str, Any]) -> list[str]:
+    """The VM identities a token names: ``x-ms-azurevm-vmid`` and the TEE's runtime
+    ``vm-configuration.vmUniqueId``."""
+    tee = claims.get("x-ms-isolation-tee")
+    runtime = tee.get("x-ms-runtime") if isinstance(tee, dict) else None
+    config = runtime.get("vm-configuration") if isinstance(runtime, dict) else None
+    found = [claims.get("x-ms-azurevm-vmid"),
+             config.get("vmUniqueId") if isinstance(config, dict) else None]
+    return [v for v in found if isinstance(v, str) and v]
+
+
+def vm_identity_problem(vm: VmInfo, claims: dict[str, Any]) -> str | None:
+    """Why the token is not bound to ``vm`` (the party's VM as the cloud reports it), or None.
+
+    Every VM identity the token names must equal the VM's unique id (GUIDs, compared
+    case-insensitively): a valid token from another Confidential VM — another party's, with
+    the right nonce — must not attest this party."""
+    expected = (vm.vm_unique_id or "").strip().lower()
+    if not expected:
+        return (f"the cloud reports no unique id for VM {vm.name}, so the attestation token "
+                "cannot be tied to it")
+    named = token_vm_ids(claims)
+    if not named:
+        return "the attestation token names no VM (x-ms-azurevm-vmid / vmUniqueId)"
+    wrong = sorted({v for v in named if v.strip().lower() != expected})
+    if wrong:
+        return (f"the attestation token was issued to VM {', '.join(wrong)}, not to the "
+                f"party's VM {vm.name} ({vm.vm_unique_id})")
+    return None
 
 
 @bp.activity_trigger(input_name="payload")
@@ -50,6 +83,9 @@ def verify_attestation(payload: dict[str, Any]) -> dict[str, Any]:
     except TokenError as exc:
         return failed(f"party {party}: attestation token refused ({exc.code}): {exc}",
                       me.vm_name)
+    mismatch = vm_identity_problem(vm, claims.claims)
+    if mismatch:
+        return failed(f"party {party}: {mismatch}", me.vm_name)
     if claims.is_debuggable:
         return failed(f"party {party}: the VM is debuggable (x-ms-sevsnpvm-is-debuggable); "
                       "a debuggable VM can be inspected by its host and is not trusted",
@@ -73,11 +109,18 @@ def verify_attestation(payload: dict[str, Any]) -> dict[str, Any]:
 
 def grants_readback(plan: Plan) -> tuple[dict[str, list[str]], list[str]]:
     """Key owner → parties holding a release grant on its key (read from the cloud), and
-    the differences from the plan."""
+    the differences from the plan.
+
+    A release grant is any assignment whose role allows key release (Crypto Service Release
+    User, Crypto Officer, Administrator, custom roles with ``keys/release``) at the key's
+    scope or inherited from its vault or resource group: a vault-wide grant releases the key
+    as surely as a per-key one. Any other holder — the control plane's operator included —
+    is a difference."""
     target = cloud()
-    principal_to_party = {
+    principal_to_party = {target.operator.principal_id: "the control plane operator"}
+    principal_to_party.update({
         target.get_identity(plan.resource_group, p.identity_name).principal_id: p.party
-        for p in plan.parties}
+        for p in plan.parties})
     holders: dict[str, list[str]] = {}
     problems = []
     for owner in plan.parties:

@@ -279,6 +279,68 @@ def test_rotation_reapplies_a_missing_release_policy_and_agents_still_release(
     assert releases
 
 
+def _activity_body(name: str):
+    """An activity's own code (what the devhost runs), called in this process: the app's
+    settings (lab cloud, Azurite) are in os.environ while ``stack`` runs."""
+    import activities.verify
+
+    return getattr(activities.verify, name)._function.get_user_function()
+
+
+def test_valid_token_from_another_partys_vm_is_refused_at_verification(
+        stack, outcomes, lab_stack, spec):
+    import secrets
+
+    from cotenant.plan import build_plan
+    from cotenant.spec import parse_spec
+
+    verify = _activity_body("verify_attestation")
+    demo = {**spec, "name": "demo", "debug": False}
+    authority = build_plan(parse_spec(demo)).authority
+    nonce = secrets.token_urlsafe(16)  # the orchestration's challenge for contoso
+    own = lab_stack.client.vm_token("vm-demo-contoso", nonce, authority=authority)
+    accepted = verify({"spec": demo, "party": "contoso", "token": own, "nonce": nonce})
+    assert accepted["ok"] is True, accepted
+    # Fabrikam's genuine, compliant CVM answers contoso's challenge: right nonce, valid
+    # signature, satisfies the release policy — but it is not contoso's VM.
+    foreign = lab_stack.client.vm_token("vm-demo-fabrikam", nonce, authority=authority)
+    refused = verify({"spec": demo, "party": "contoso", "token": foreign, "nonce": nonce})
+    assert refused["ok"] is False
+    message = refused["error"]["message"]
+    fabrikam_id = lab_stack.client.get_vm("vm-demo-fabrikam")["vm_unique_id"]
+    assert "contoso" in message and fabrikam_id in message and "vm-demo-contoso" in message
+
+
+def test_vault_wide_release_capable_grant_is_flagged_by_the_trust_matrix(
+        stack, outcomes, lab_stack, spec):
+    from cotenant.lab.client import LabClient
+    from cotenant.plan import build_plan
+    from cotenant.spec import parse_spec
+
+    finalize = _activity_body("finalize_tenant")
+    demo = {**spec, "name": "demo", "debug": False}
+    plan = build_plan(parse_spec(demo))
+    observed = [{"party": grantee.party, "releases": {
+        owner.party: {"outcome": "released" if plan.access_matrix.can_release(
+            owner.party, grantee.party) else "refused"} for owner in plan.parties}}
+        for grantee in plan.parties]
+    clean = finalize({"spec": demo, "parties": observed})
+    assert clean["ok"] is True, clean
+    assert clean["grants"]["contoso"] == ["contoso", "woodgrove"]
+    # A wrong grant: Key Vault Crypto Officer (keys/* — release included) for Fabrikam on
+    # Contoso's whole vault, not on the key. Fabrikam may not release Contoso's key.
+    contoso = next(p for p in plan.parties if p.party == "contoso")
+    fabrikam = next(p for p in plan.parties if p.party == "fabrikam")
+    principal = next(i["principal_id"] for i in lab_stack.client.identities()
+                     if i["name"] == fabrikam.identity_name)
+    lab_stack.client.grant_principal(principal, LabClient.vault_url(contoso.vault_name),
+                                     "Key Vault Crypto Officer")
+    flagged = finalize({"spec": demo, "parties": observed})
+    assert flagged["ok"] is False
+    assert ("contoso-secret-key: release grants held by ['contoso', 'fabrikam', 'woodgrove']"
+            in flagged["error"]["message"])
+
+
 def test_teardown_removes_everything(stack, outcomes, lab_stack):
     r = stack.http("DELETE", "/api/tenants/demo")
     assert r.status_code == 202
