@@ -42,6 +42,8 @@ def test_confidential_vm_token_has_the_guest_claim_layout(lab_env: RunningLab) -
     tee = claims.claims["x-ms-isolation-tee"]
     assert tee["x-ms-runtime"]["vm-configuration"]["vmUniqueId"] == client.get_vm(vm)[
         "vm_unique_id"]
+    # both VM identity claims name the VM the lab reports (the control plane compares them)
+    assert claims.vm_id == client.get_vm(vm)["vm_unique_id"]
     # the runtime key is the VM's current ephemeral key
     vtpm = client.vtpm(vm)
     assert runtime_encryption_key(claims.claims).public_numbers() == \
