@@ -8,13 +8,15 @@ messages name the step and the resource and carry the cloud's message, never a s
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from cotenant.cloud.base import Cloud, CloudError
 from cotenant.cloud.settings import open_cloud
-from cotenant.plan import Plan
+from cotenant.plan import Plan, build_plan
+from cotenant.spec import parse_spec
 
 log = logging.getLogger("cotenant.activities")
 
@@ -32,7 +34,18 @@ def cloud() -> Cloud:
 
 
 def plan_of(payload: dict[str, Any]) -> Plan:
-    return Plan.model_validate(payload["plan"])
+    """The payload's plan: ``plan`` (the document) or ``spec`` — the orchestrators pass the
+    small spec rather than the plan (~60 KB for ten parties), which would otherwise be in the
+    history of every step and re-serialised on every replay; ``build_plan`` is pure, so the
+    plan of a spec is built once per worker and reused."""
+    if "plan" in payload:
+        return Plan.model_validate(payload["plan"])
+    return _plan_of_spec(json.dumps(payload["spec"], sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _plan_of_spec(spec_json: str) -> Plan:
+    return build_plan(parse_spec(json.loads(spec_json)))
 
 
 def activity(fn: Callable[[dict[str, Any]], dict[str, Any]]

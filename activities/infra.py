@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+import time
 from typing import Any
 
 from activities.agent import agent_config, command_queue
@@ -100,6 +101,10 @@ def start_deployment(payload: dict[str, Any]) -> dict[str, Any]:
     return {"deployment": _dump(found)}
 
 
+# An activity holds a worker slot while it waits: keep the wait short.
+MAX_WAIT_SECONDS = 5.0
+
+
 def _dump(deployment: Any) -> dict[str, Any]:
     return {**deployment.model_dump(mode="json"), "retryable": deployment.retryable}
 
@@ -107,10 +112,19 @@ def _dump(deployment: Any) -> dict[str, Any]:
 @bp.activity_trigger(input_name="payload")
 @activity
 def get_deployment(payload: dict[str, Any]) -> dict[str, Any]:
-    found = cloud().get_deployment(payload["resource_group"], payload["name"])
-    if found.state is DeploymentState.NOT_FOUND:
-        return failed("the deployment disappeared", f"{found.resource_group}/{found.name}")
-    return {"deployment": _dump(found)}
+    """The deployment's state. With ``wait_seconds``, re-read it every ``poll_seconds`` until
+    it ends or that time has passed (one orchestration step per wait rather than per poll)."""
+    target = cloud()
+    wait = min(float(payload.get("wait_seconds") or 0.0), MAX_WAIT_SECONDS)
+    interval = max(float(payload.get("poll_seconds") or 1.0), 0.05)
+    deadline = time.monotonic() + wait
+    while True:
+        found = target.get_deployment(payload["resource_group"], payload["name"])
+        if found.state is DeploymentState.NOT_FOUND:
+            return failed("the deployment disappeared", f"{found.resource_group}/{found.name}")
+        if found.state.terminal or time.monotonic() + interval > deadline:
+            return {"deployment": _dump(found)}
+        time.sleep(interval)
 
 
 @bp.activity_trigger(input_name="payload")

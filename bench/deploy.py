@@ -18,6 +18,8 @@ default scale; a larger scale shows how the fixed per-VM and per-step costs amor
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import sys
 import tempfile
 import time
@@ -32,13 +34,14 @@ sys.path.insert(0, str(REPO))
 from cotenant.azurite import start_azurite  # noqa: E402
 from cotenant.devhost.testing import DevHostHarness  # noqa: E402
 from cotenant.lab.testing import running_lab  # noqa: E402
-from cotenant.plan import build_plan  # noqa: E402
+from cotenant.plan import ESTIMATES, build_plan  # noqa: E402
 from cotenant.spec import parse_spec  # noqa: E402
 
 SCALE = 0.01  # seed timings / 100
 SCENARIOS = (("3 parties", REPO / "examples" / "three-party.yaml", "bench3"),
              ("10 parties", REPO / "examples" / "ten-party.yaml", "bench10"))
 SETTINGS = {"COTENANT_CLOUD": "lab", "COTENANT_POLL_SECONDS": "0.1",
+            "COTENANT_DEPLOYMENT_WAIT_SECONDS": "1",
             "COTENANT_RETRY_FIRST_SECONDS": "0.5", "COTENANT_REPORT_TIMEOUT_SECONDS": "300"}
 TARGET = 1.15
 
@@ -52,7 +55,17 @@ def makespan(timeline: dict) -> float:
     return max(_t(e["ended"]) for e in entries) - min(_t(e["started"]) for e in entries)
 
 
+def phase_kinds(timeline: dict) -> dict[str, float]:
+    """Mean duration per phase kind (``cvm:contoso`` → ``cvm``)."""
+    kinds: dict[str, list[float]] = {}
+    for phase, e in timeline.items():
+        if e.get("started") and e.get("ended"):
+            kinds.setdefault(phase.split(":")[0], []).append(_t(e["ended"]) - _t(e["started"]))
+    return {k: sum(v) / len(v) for k, v in kinds.items()}
+
+
 def run_scenario(host: DevHostHarness, path: Path, name: str, scale: float) -> dict:
+    before = dataclasses.replace(host.stats)
     spec = yaml.safe_load(path.read_text())
     spec["name"] = name
     plan = build_plan(parse_spec(spec))
@@ -64,18 +77,31 @@ def run_scenario(host: DevHostHarness, path: Path, name: str, scale: float) -> d
     if status.runtime_status != "Completed":
         raise SystemExit(f"{name} ended {status.runtime_status}: {status.custom_status}")
     body = host.http("GET", f"/api/tenants/{name}").json()
+    stats = host.stats
     return {"makespan": makespan(body["timeline"]), "wall": wall,
             "critical": plan.critical_path_seconds * scale,
             "sequential": plan.sequential_seconds * scale,
-            "parties": len(plan.parties), "episodes": host.stats.episodes}
+            "parties": len(plan.parties),
+            "episodes": stats.episodes - before.episodes,
+            "activities": stats.activities - before.activities,
+            "replay": stats.replay_seconds - before.replay_seconds,
+            "phases": phase_kinds(body["timeline"]),
+            "modelled": {k: v * scale for k, v in ESTIMATES.items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=SCALE,
                         help="lab latency vs the seed's timings (default 0.01 = /100)")
-    scale = parser.parse_args().scale
-    with tempfile.TemporaryDirectory(prefix="cotenant-bench-") as tmp:
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the lab directory (agent logs) and print where it is")
+    args = parser.parse_args()
+    scale = args.scale
+    with contextlib.ExitStack() as stack:
+        tmp = tempfile.mkdtemp(prefix="cotenant-bench-") if args.keep else \
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="cotenant-bench-"))
+        if args.keep:
+            print(f"lab directory: {tmp}", flush=True)
         root = Path(tmp)
         azurite = start_azurite(root / "azurite")
         try:
@@ -98,6 +124,11 @@ def main() -> None:
         print(f"{label:<11} {r['makespan']:>8.2f}s {r['wall']:>6.2f}s {r['critical']:>8.2f}s "
               f"{r['sequential']:>10.2f}s {ratio:>17.2f}x {r['sequential'] / r['makespan']:>19.2f}x"
               f"  {'OK' if ratio <= TARGET else 'above target ' + str(TARGET)}")
+    for label, r in results:
+        kinds = ", ".join(f"{k} {v:.2f}/{r['modelled'].get(k, 0.0):.2f}"
+                          for k, v in r["phases"].items())
+        print(f"{label}: {r['episodes']} orchestration episodes, {r['replay']:.2f}s replay, "
+              f"{r['activities']} activities; per phase kind, mean measured/modelled s: {kinds}")
     (_, three), (_, ten) = results
     print(f"10 vs 3 parties: makespan x{ten['makespan'] / three['makespan']:.2f}, "
           f"sequential sum x{ten['sequential'] / three['sequential']:.2f}")

@@ -29,8 +29,16 @@ def _fail(message: str) -> int:
 
 def _run(config_path: str, log_level: str) -> int:
     config = load_config(config_path)  # fail fast, before the heavy imports
+    from guest_agent.backends import AttestationError, create_backend
+    from guest_agent.tee import Tee
+
+    try:
+        tee = Tee(create_backend(config))
+    except AttestationError as exc:
+        return _fail(f"cannot start: {exc}")
+    # The attestation round trip overlaps the rest of the start-up (imports, TLS contexts).
+    tee.prefetch(config.orchestration.nonce)
     from guest_agent.agent import Agent
-    from guest_agent.backends import AttestationError
     from guest_agent.server import BindRefused, bind, make_server
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -45,7 +53,7 @@ def _run(config_path: str, log_level: str) -> int:
     except OSError as exc:
         return _fail(f"cannot listen on {config.api.listen}: {exc.strerror or exc}")
     try:
-        agent = Agent.from_config(config)
+        agent = Agent.from_config(config, tee=tee)
         server = make_server(agent)
     except (AttestationError, OSError, ValueError) as exc:
         sock.close()
@@ -83,4 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # The agent's clients are synchronous; azure-storage-queue would import aiohttp (and
+    # build its TLS contexts, ~0.2 s of CPU) only to probe for its async transport.
+    sys.modules.setdefault("aiohttp", None)  # type: ignore[arg-type]
     sys.exit(main())

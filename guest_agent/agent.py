@@ -6,6 +6,7 @@ import logging
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -28,6 +29,9 @@ from guest_agent.unwrap import DataKeyUnwrapper
 log = logging.getLogger("guest_agent")
 TOKEN_MAX_AGE_SECONDS = 3600.0
 ATTEST_ATTEMPTS = 3
+# Release attempts in flight at once at start-up: each is a network round trip to a vault
+# (token check, wrap, JWS) and the trust matrix needs one per key of the tenant.
+RELEASE_CONCURRENCY = 8
 _HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -62,7 +66,8 @@ class Agent:
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: AgentConfig, backend: AttestationBackend | None = None) -> Agent:
+    def from_config(cls, config: AgentConfig, backend: AttestationBackend | None = None,
+                    tee: Tee | None = None) -> Agent:
         bundle = config.tls.resolved_bundle()
         # trust_env: proxies (the lab routes *.vault.azure.net through one) come from the
         # environment; URLs never do.
@@ -76,11 +81,13 @@ class Agent:
         reporter = Reporter(queue_client(config.queues, config.queues.reports_url, imds))
         agent = cls(
             config=config,
-            backend=backend or create_backend(config),
+            backend=tee.backend if tee else backend or create_backend(config),
             reporter=reporter,
             imds=imds,
             releaser=KeyReleaser(http, imds, anchors),
         )
+        if tee is not None:
+            agent.tee = tee
         agent.commands = CommandLoop(
             queue_client(config.queues, config.queues.commands_url, imds),
             agent.handle, config.queues.poll_seconds,
@@ -171,12 +178,20 @@ class Agent:
         return self.releaser.release(ref, self.tee, version=version)
 
     def bootstrap(self) -> None:
-        """Attest with the configured challenge, then release every allowed key."""
+        """Attest with the configured challenge, then release every allowed key (a few at a
+        time; each outcome is reported as soon as it is known)."""
         ctx = self.startup
         if not self.attest(ctx):
             return
-        for ref in self.config.keys:
-            self.release(ref, ctx)
+        keys = self.config.keys
+        if len(keys) <= 1:
+            for ref in keys:
+                self.release(ref, ctx)
+            return
+        with ThreadPoolExecutor(max_workers=min(RELEASE_CONCURRENCY, len(keys)),
+                                thread_name_prefix="release") as pool:
+            for _ in pool.map(lambda ref: self.release(ref, ctx), keys):
+                pass
 
     # --- commands -----------------------------------------------------------------------
     def handle(self, command: Command) -> None:

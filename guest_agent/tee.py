@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
 
-from cotenant.crypto.tokens import TokenVerifier
 from guest_agent.backends import AttestationBackend, AttestationError
+
+if TYPE_CHECKING:
+    from cotenant.crypto.tokens import TokenVerifier
 
 
 class Tee:
@@ -20,10 +23,29 @@ class Tee:
         self._nonce: str | None = None
         self._attested_at: float | None = None
         self._lock = threading.Lock()
+        self._early: tuple[str, Future[str]] | None = None
+
+    def prefetch(self, nonce: str) -> None:
+        """Start attesting with ``nonce`` in the background (while the agent is still
+        starting up); the next ``attest(nonce)`` takes that result instead of asking again."""
+        future: Future[str] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self.backend.attest(nonce))
+            except BaseException as exc:  # handed to attest(), which reports it
+                future.set_exception(exc)
+
+        self._early = (nonce, future)
+        threading.Thread(target=run, name="early-attest", daemon=True).start()
 
     def attest(self, nonce: str) -> str:
         with self._lock:
-            token = self.backend.attest(nonce)
+            early, self._early = self._early, None
+            if early is not None and early[0] == nonce:
+                token = early[1].result()
+            else:
+                token = self.backend.attest(nonce)
             self._token, self._nonce, self._attested_at = token, nonce, time.time()
             return token
 

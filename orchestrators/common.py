@@ -15,6 +15,7 @@ import azure.durable_functions as df
 # Defaults; the HTTP starter passes the app's settings in each orchestration's input.
 DEFAULT_TIMING: dict[str, float] = {
     "poll_seconds": 15.0,
+    "deployment_wait_seconds": 0.0,
     "deployment_timeout_seconds": 3600.0,
     "report_timeout_seconds": 1200.0,
     "retry_first_seconds": 5.0,

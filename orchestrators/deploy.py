@@ -54,25 +54,36 @@ def schedule_graph(plan: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _phase_task(context: df.DurableOrchestrationContext, node: str, plan: dict[str, Any],
-                timing: dict[str, float], retry: df.RetryOptions,
+                spec: dict[str, Any], timing: dict[str, float], retry: df.RetryOptions,
                 results: dict[str, Any]) -> df.Task:
+    """Steps get the spec, not the plan (activities rebuild it: see ``plan_of``)."""
     kind, _, party = node.partition(":")
     if kind == "resource-group":
-        return context.call_activity_with_retry("ensure_resource_group", retry, {"plan": plan})
+        return context.call_activity_with_retry("ensure_resource_group", retry, {"spec": spec})
     if kind == "app-key":
         return context.call_activity_with_retry("ensure_app_key", retry,
-                                                {"plan": plan, "party": party})
+                                                {"spec": spec, "party": party})
     if kind == "provision":
         instance = f"{context.instance_id}:{party}:{context.new_uuid()[:8]}"
         results.setdefault("instances", {})[party] = instance
-        return context.call_sub_orchestrator("provision_party", {
-            "plan": plan, "party": party, "timing": timing}, instance_id=instance)
+        return context.call_sub_orchestrator(
+            "provision_party", party_input(plan, spec, party, timing), instance_id=instance)
     if kind == "finalize":
         return context.call_activity_with_retry("finalize_tenant", retry, {
-            "plan": plan, "parties": [results[f"provision:{p['party']}"]
+            "spec": spec, "parties": [results[f"provision:{p['party']}"]
                                       for p in plan["parties"]]})
     module = plan_module(plan, node)
-    return monitor(context, plan, module, party or None, timing)
+    return monitor(context, spec, module, party or None, timing)
+
+
+def party_input(plan: dict[str, Any], spec: dict[str, Any], party: str,
+                timing: dict[str, float]) -> dict[str, Any]:
+    """What ``provision_party`` needs of the plan, and the spec for its steps."""
+    me = next(p for p in plan["parties"] if p["party"] == party)
+    return {"spec": spec, "party": party, "tenant": plan["tenant"], "debug": plan["debug"],
+            "vm_name": me["vm_name"],
+            "key_owner": {p["app_key_name"]: p["party"] for p in plan["parties"]},
+            "timing": timing}
 
 
 def plan_module(plan: dict[str, Any], node: str) -> str:
@@ -83,8 +94,8 @@ def plan_module(plan: dict[str, Any], node: str) -> str:
 
 
 def run_graph(context: df.DurableOrchestrationContext, graph: dict[str, list[str]],
-              plan: dict[str, Any], timing: dict[str, float], progress: Progress
-              ) -> Generator[Any, Any, dict[str, Any]]:
+              plan: dict[str, Any], spec: dict[str, Any], timing: dict[str, float],
+              progress: Progress) -> Generator[Any, Any, dict[str, Any]]:
     """Start every node whose dependencies are done; record each as it completes."""
     retry = retry_options(timing)
     results: dict[str, Any] = {}
@@ -94,7 +105,7 @@ def run_graph(context: df.DurableOrchestrationContext, graph: dict[str, list[str
         ready = [n for n, deps in graph.items()
                  if n not in done and n not in running and all(d in done for d in deps)]
         for node in ready:
-            running[node] = _phase_task(context, node, plan, timing, retry, results)
+            running[node] = _phase_task(context, node, plan, spec, timing, retry, results)
         if ready:
             progress.start(*ready)
             if "instances" in results:
@@ -148,7 +159,8 @@ def deploy_tenant(context: df.DurableOrchestrationContext):
                      sequential_seconds=plan["sequential_seconds"])
         progress.finish(step)
         step = "deploy"
-        results = yield from run_graph(context, schedule_graph(plan), plan, timing, progress)
+        results = yield from run_graph(context, schedule_graph(plan), plan, spec, timing,
+                                       progress)
         final = results["finalize"]
         progress.set(trust_matrix=final["trust_matrix"], phase="succeeded")
         return {"tenant": plan["tenant"], "resource_group": plan["resource_group"],

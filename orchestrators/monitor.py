@@ -1,7 +1,10 @@
 """``monitor_deployment``: start one module deployment, then poll it with durable timers.
 
-No activity waits for a deployment: ``start_deployment`` returns at once and
-``get_deployment`` reads its state; between polls the orchestration sleeps on a timer.
+``start_deployment`` returns at once and ``get_deployment`` reads the state. With
+``deployment_wait_seconds`` (0 = off) ``get_deployment`` re-reads it every ``poll_seconds`` for
+up to that long before returning, so a deployment costs one orchestration step per wait
+instead of two (timer, then read) per poll; otherwise the orchestration sleeps on a durable
+timer between polls.
 A failure whose cloud error code is transient restarts the deployment (up to
 ``deploy_attempts``); any other failure ends the orchestration with the cloud's message.
 """
@@ -18,11 +21,12 @@ from orchestrators.common import StepFailed, checked, later, retry_options, timi
 TERMINAL = ("Succeeded", "Failed", "Canceled")
 
 
-def monitor(context: df.DurableOrchestrationContext, plan: dict[str, Any], module: str,
+def monitor(context: df.DurableOrchestrationContext, spec: dict[str, Any], module: str,
             party: str | None, timing: dict[str, float], **extra: Any) -> df.Task:
-    """Schedule the monitor sub-orchestration for ``module`` (of ``party``)."""
+    """Schedule the monitor sub-orchestration for ``module`` (of ``party``) of the tenant
+    ``spec`` (``start_deployment`` builds the plan from it)."""
     return context.call_sub_orchestrator("monitor_deployment", {
-        "plan": plan, "module": module, "party": party, "timing": timing, "extra": extra,
+        "spec": spec, "module": module, "party": party, "timing": timing, "extra": extra,
     })
 
 
@@ -46,8 +50,11 @@ def monitor_deployment(context: df.DurableOrchestrationContext):
                 raise StepFailed(
                     f"deployment {name} (module {module}) did not finish within "
                     f"{timing['deployment_timeout_seconds']:.0f}s")
-            yield context.create_timer(later(context, timing["poll_seconds"]))
-            polled = yield context.call_activity_with_retry("get_deployment", retry, where)
+            wait = float(timing["deployment_wait_seconds"])
+            if wait <= 0:
+                yield context.create_timer(later(context, timing["poll_seconds"]))
+            polled = yield context.call_activity_with_retry("get_deployment", retry, {
+                **where, "wait_seconds": wait, "poll_seconds": timing["poll_seconds"]})
             deployment = checked(polled, f"reading deployment {name}")["deployment"]
             context.set_custom_status({"deployment": name, "state": deployment["state"],
                                        "attempt": attempt})

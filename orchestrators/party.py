@@ -66,19 +66,18 @@ def attestation_failure(reports: list[dict[str, Any]]) -> str | None:
 @bp.orchestration_trigger(context_name="context")
 def provision_party(context: df.DurableOrchestrationContext):
     data = context.get_input()
-    plan, party = data["plan"], data["party"]
+    spec, party, vm_name = data["spec"], data["party"], data["vm_name"]
     timing = timing_of(data)
     retry = retry_options(timing)
-    party_plan = next(p for p in plan["parties"] if p["party"] == party)
-    key_owner = {p["app_key_name"]: p["party"] for p in plan["parties"]}
-    progress = Progress(context, tenant=plan["tenant"], party=party,
-                        vm=party_plan["vm_name"], attested=False, releases={})
+    key_owner: dict[str, str] = data["key_owner"]
+    progress = Progress(context, tenant=data["tenant"], party=party,
+                        vm=vm_name, attested=False, releases={})
     step = f"cvm:{party}"
     try:
         challenge = yield context.call_activity_with_retry("new_challenge", retry, party)
         nonce = challenge["nonce"]
         extra: dict[str, Any] = {"nonce": nonce, "instance": context.instance_id}
-        if plan["debug"]:
+        if data["debug"]:
             credentials = yield context.call_activity_with_retry(
                 "new_debug_credentials", retry, party)
             extra["debug_credentials"] = {"username": credentials["username"],
@@ -86,14 +85,14 @@ def provision_party(context: df.DurableOrchestrationContext):
             progress.set(debug_credentials={**extra["debug_credentials"],
                                             "notice": DEBUG_CREDENTIALS_NOTICE})
         progress.start(step)
-        yield monitor(context, plan, "cvm", party, timing, **extra)
+        yield monitor(context, spec, "cvm", party, timing, **extra)
         progress.finish(step)
 
         step = f"bootstrap:{party}"
         progress.start(step)
         reports = yield from wait_reports(
             context, nonce=nonce, timeout=timing["report_timeout_seconds"],
-            what=f"the guest agent of party {party} ({party_plan['vm_name']}) to attest; check "
+            what=f"the guest agent of party {party} ({vm_name}) to attest; check "
                  "that the VM runs and its agent can reach the guest-reports queue",
             done=lambda got: any(r["event"] == "attested" for r in got)
             or attestation_failure(got) is not None)
@@ -116,7 +115,7 @@ def provision_party(context: df.DurableOrchestrationContext):
         step = f"verify:{party}"
         progress.start(step)
         verified = yield context.call_activity_with_retry("verify_attestation", retry, {
-            "plan": plan, "party": party, "token": token, "nonce": nonce})
+            "spec": spec, "party": party, "token": token, "nonce": nonce})
         attestation = checked(verified, f"verifying the attestation of party {party}")
         progress.set(attested=True, attestation=attestation["summary"])
         progress.finish(step)

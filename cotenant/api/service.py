@@ -46,9 +46,9 @@ def error(status: int, code: str, message: str, problems: list[dict[str, str]] |
 def timing(env: Mapping[str, str] | None = None) -> dict[str, float]:
     """Orchestration timing from ``COTENANT_<NAME>`` settings (e.g. COTENANT_POLL_SECONDS)."""
     env = os.environ if env is None else env
-    names = ("poll_seconds", "deployment_timeout_seconds", "report_timeout_seconds",
-             "retry_first_seconds", "retry_attempts", "deploy_attempts",
-             "delete_timeout_seconds")
+    names = ("poll_seconds", "deployment_wait_seconds", "deployment_timeout_seconds",
+             "report_timeout_seconds", "retry_first_seconds", "retry_attempts",
+             "deploy_attempts", "delete_timeout_seconds")
     out = {}
     for name in names:
         value = env.get(f"COTENANT_{name.upper()}")
