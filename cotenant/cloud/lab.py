@@ -40,6 +40,7 @@ from cotenant.cloud.keyvault import KeyVaultKeys
 from cotenant.cloud.queues import QueueCommands
 from cotenant.lab.client import LabClient, LabError
 from cotenant.lab.vault.rbac import ROLES as LAB_ROLES
+from cotenant.lab.vault.rbac import group_scope
 from cotenant.plan import (
     CVM_ORCHESTRATOR_APP_ID,
     ENCRYPTION_ROLE,
@@ -91,6 +92,7 @@ class LabCloud:
                                   connection_verify=ca_bundle)
         with lab_errors("read the lab operator", "lab"):
             operator = client.operator()
+            self._subscription_id = str(client.info()["subscription_id"])
         self.operator = OperatorSettings(principal_id=operator["principal_id"],
                                          role_definition_id=KEY_OPERATOR_LAB_ROLE_ID,
                                          cvm_orchestrator_object_id=LAB_CVM_ORCHESTRATOR)
@@ -182,11 +184,11 @@ class LabCloud:
     # identities, grants, VMs ---------------------------------------------------------
     def list_key_grants(self, resource_group: str, vault_name: str,
                         key_name: str) -> list[RoleGrant]:
-        """The assignments at the key's scope and inherited from its vault (the lab's only
-        scopes above a key), like Azure's ``atScope()``."""
+        """The assignments at the key's scope and inherited from its vault and resource group
+        (the lab's scopes above a key), like Azure's ``atScope()``."""
         vault = self.vault_url(vault_name).lower()
         scope = f"{self.vault_url(vault_name)}/keys/{key_name}"
-        scopes = {vault, scope.lower()}
+        scopes = {vault, scope.lower(), group_scope(self._subscription_id, resource_group)}
         with lab_errors("read role assignments", scope):
             found = self._lab.role_assignments()
         return [RoleGrant(scope=a["scope"], principal_id=a["principal_id"],

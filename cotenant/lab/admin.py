@@ -31,7 +31,7 @@ from cotenant.lab.faults import FaultInjector, FaultRule
 from cotenant.lab.http import HttpError, json_body, require_str
 from cotenant.lab.identity import IdentityService
 from cotenant.lab.state import AccessPolicy, RoleAssignment, StateStore, Vm
-from cotenant.lab.vault.rbac import ACCESS_POLICY_PERMISSIONS, role_name
+from cotenant.lab.vault.rbac import ACCESS_POLICY_PERMISSIONS, group_scope, role_name
 from cotenant.lab.vault.service import VAULT_SUFFIX, VaultService, vault_url
 from cotenant.lab.vms import VmSupervisor
 
@@ -55,10 +55,16 @@ class AdminAuth:
 
 
 def normalize_scope(scope: str) -> str:
-    """A vault or key URL (``https://v.vault.azure.net[/keys/k]``), without version or slash."""
+    """A vault or key URL (``https://v.vault.azure.net[/keys/k]``), without version or slash,
+    or a resource group's ARM id (lower case)."""
     scope = scope.strip().rstrip("/")
+    parts = scope.lower().split("/")
+    if len(parts) == 5 and parts[0] == "" and parts[1] == "subscriptions" \
+            and parts[3] == "resourcegroups" and parts[2] and parts[4]:
+        return group_scope(parts[2], parts[4])
     if not scope.startswith("https://"):
-        raise HttpError(400, "InvalidParameter", f"scope must be a vault or key URL: {scope!r}")
+        raise HttpError(400, "InvalidParameter", "scope must be a vault or key URL or a "
+                        f"resource group id: {scope!r}")
     host, _, path = scope.removeprefix("https://").partition("/")
     parts = [p for p in path.split("/") if p]
     if not host.endswith(VAULT_SUFFIX) or (parts and (parts[0] != "keys" or len(parts) > 3)):
@@ -159,7 +165,12 @@ class AdminApi:
         scope = normalize_scope(scope)
         vault_name = scope.removeprefix("https://").split(".")[0]
         with self.store.edit() as state:
-            if vault_name not in state.vaults:
+            if scope.startswith("/subscriptions/"):
+                if not any(group_scope(state.subscription_id, g) == scope
+                           for g in state.resource_groups):
+                    raise HttpError(400, "InvalidParameter",
+                                    f"no resource group {scope!r} in the lab")
+            elif vault_name not in state.vaults:
                 raise HttpError(400, "InvalidParameter", f"no vault {vault_name!r} in the lab")
             for existing in state.role_assignments:
                 if (existing.principal_id, existing.scope, existing.role) == (

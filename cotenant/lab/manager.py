@@ -49,7 +49,7 @@ from cotenant.lab.http import HttpError, json_body
 from cotenant.lab.identity import IdentityService
 from cotenant.lab.state import DeploymentRecord, Key, ResourceGroup, RoleAssignment, StateStore
 from cotenant.lab.vault import keys as kv
-from cotenant.lab.vault.rbac import role_name
+from cotenant.lab.vault.rbac import group_scope, role_name
 from cotenant.lab.vault.service import VaultService, vault_url
 from cotenant.lab.vms import VmSupervisor
 from cotenant.plan import ESTIMATES
@@ -149,9 +149,11 @@ class ResourceManager:
             principals = {i.principal_id for i in state.identities.values()
                           if i.resource_group == name}
             scopes = tuple(vault_url(v) for v in vaults)
+            group = group_scope(state.subscription_id, name)
             state.role_assignments = [
                 a for a in state.role_assignments
-                if a.principal_id not in principals and not a.scope.startswith(scopes or ("\0",))]
+                if a.principal_id not in principals and a.scope != group
+                and not a.scope.startswith(scopes or ("\0",))]
             for vault in vaults:
                 del state.vaults[vault]
             state.identities = {k: i for k, i in state.identities.items()

@@ -339,6 +339,18 @@ def test_vault_wide_release_capable_grant_is_flagged_by_the_trust_matrix(
     assert flagged["ok"] is False
     assert ("contoso-secret-key: release grants held by ['contoso', 'fabrikam', 'woodgrove']"
             in flagged["error"]["message"])
+    assert "fabrikam-secret-key" not in flagged["error"]["message"]
+    # ... and one inherited from the resource group: Contoso may now release every key in it
+    sub = lab_stack.client.info()["subscription_id"]
+    contoso_principal = next(i["principal_id"] for i in lab_stack.client.identities()
+                             if i["name"] == contoso.identity_name)
+    lab_stack.client.grant_principal(
+        contoso_principal, f"/subscriptions/{sub}/resourceGroups/{plan.resource_group}",
+        "Key Vault Crypto Officer")
+    message = finalize({"spec": demo, "parties": observed})["error"]["message"]
+    assert ("fabrikam-secret-key: release grants held by ['contoso', 'fabrikam', 'woodgrove']"
+            in message)
+    assert "woodgrove-secret-key: release grants held by ['contoso', 'woodgrove']" in message
 
 
 def test_teardown_removes_everything(stack, outcomes, lab_stack):

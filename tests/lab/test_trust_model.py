@@ -93,6 +93,38 @@ def test_a_key_scoped_grant_releases_that_key_only(lab_env: RunningLab) -> None:
     assert _release(lab, url, theirs, vm, releaser["client_id"], token)
 
 
+def test_a_resource_group_scope_grant_is_inherited_by_its_vaults_keys(
+        lab_env: RunningLab) -> None:
+    from cotenant.lab.client import LabError
+
+    lab = lab_env
+    rg = unique("rg")
+    lab.client.ensure_resource_group(rg, "lab")
+    url = lab.client.create_vault(unique("kv"), resource_group=rg)
+    name = _app_key(lab, url)
+    releaser = lab.client.create_identity(unique("releaser"))
+    vm = unique("vm")
+    lab.client.create_vm(vm, "confidential", identities=[releaser["client_id"]])
+    token = lab.client.vm_token(vm)
+    with pytest.raises(HttpResponseError) as info:
+        _release(lab, url, name, vm, releaser["client_id"], token)
+    assert info.value.status_code == 403
+    sub = lab.client.info()["subscription_id"]
+    with pytest.raises(LabError):  # no such resource group
+        lab.client.grant(releaser["client_id"], f"/subscriptions/{sub}/resourceGroups/none",
+                         "Key Vault Crypto Officer")
+    # Crypto Officer (keys/*) on the whole resource group releases the key, as in Azure
+    scope = f"/subscriptions/{sub}/resourceGroups/{rg}"
+    lab.client.grant(releaser["client_id"], scope, "Key Vault Crypto Officer")
+    assert _release(lab, url, name, vm, releaser["client_id"], token)
+    assert scope.lower() in {a["scope"] for a in lab.client.role_assignments()}
+    lab.client.delete_resource_group(rg)
+    deadline = time.monotonic() + 20
+    while lab.client.resource_group(rg) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scope.lower() not in {a["scope"] for a in lab.client.role_assignments()}
+
+
 def test_a_release_to_one_vm_is_useless_to_another(skr_key: SkrKey) -> None:
     lab = skr_key.lab
     attested, thief = skr_key.vm("confidential"), skr_key.vm("confidential")

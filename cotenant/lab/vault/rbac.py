@@ -1,8 +1,10 @@
 """Key Vault data-plane authorization: RBAC role assignments and legacy access policies.
 
 A vault with ``rbac`` on honours only role assignments at vault scope
-(``https://<vault>.vault.azure.net``) or key scope (``…/keys/<name>``); a vault with ``rbac``
-off honours only its access policies (key permissions). Anything not granted is 403.
+(``https://<vault>.vault.azure.net``), key scope (``…/keys/<name>``) or, inherited like in
+Azure, the scope of the vault's resource group (``/subscriptions/<id>/resourcegroups/<rg>``);
+a vault with ``rbac`` off honours only its access policies (key permissions). Anything not
+granted is 403.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 ACCESS_POLICY_PERMISSIONS = frozenset(p for _, p in OPERATIONS.values()) | {"all"}
 
 
+def group_scope(subscription_id: str, resource_group: str) -> str:
+    """A resource group's role-assignment scope, normalised (ARM ids are case-insensitive)."""
+    return f"/subscriptions/{subscription_id}/resourcegroups/{resource_group}".lower()
+
+
 def role_name(role: str) -> str:
     """Canonical role name from a name or role definition id (or ARM id ending in one)."""
     wanted = role.strip().rstrip("/").rsplit("/", 1)[-1].lower()
@@ -84,6 +91,8 @@ def authorize(state: LabState, vault: Vault, vault_url: str, key_name: str | Non
     scopes = {vault_url.lower()}
     if key_name:
         scopes.add(f"{vault_url}/keys/{key_name}".lower())
+    if vault.resource_group:
+        scopes.add(group_scope(state.subscription_id, vault.resource_group))
     for assignment in state.role_assignments:
         if assignment.principal_id != principal_id or assignment.scope.lower() not in scopes:
             continue
