@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # The agent's clients are synchronous; azure-storage-queue would import aiohttp (and
-    # build its TLS contexts, ~0.2 s of CPU) only to probe for its async transport.
-    sys.modules.setdefault("aiohttp", None)  # type: ignore[arg-type]
+    # Start-up cost (every VM runs this): modules imported only to be probed for are kept
+    # out. azure-storage-queue imports aiohttp (and builds its TLS contexts, ~0.2 s of CPU)
+    # to look for its async transport, the agent's clients being synchronous; httpx imports
+    # its command-line tool (rich, pygments, ~0.1 s) if it can. Both fall back cleanly.
+    for _unused in ("aiohttp", "httpx._main"):
+        sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
     sys.exit(main())

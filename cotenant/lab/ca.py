@@ -10,6 +10,7 @@ accept them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -38,7 +39,10 @@ def private_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def load_private(pem: bytes) -> rsa.RSAPrivateKey:
+    """The RSA key of ``pem``. Loading checks the key (~ms for RSA): the lab loads its vault,
+    token-signing and key-release keys on every request, so each PEM is loaded once."""
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("expected an RSA private key")
