@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bicep.conftest import evaluated
 from tests.bicep.gateway_checks import tls_problems
+from tests.bicep.template import Template
 
 
 def _gateway(plan):
@@ -99,3 +102,89 @@ def test_the_gateway_reads_the_certificate_with_the_spec_identity(plan):
     (gw,) = template.of_type("Microsoft.Network/applicationGateways")
     assert gw.body["identity"] == {
         "type": "UserAssigned", "userAssignedIdentities": {plan.gateway.identity_id: {}}}
+
+
+_REDIRECT_GATEWAY = """
+param tlsCertificateUri string
+param identityId string
+var gw = 'agw'
+
+resource appGateway 'Microsoft.Network/applicationGateways@2024-05-01' = {
+  name: 'agw'
+  location: 'northeurope'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    sslPolicy: {
+      policyType: 'Predefined'
+      policyName: 'AppGwSslPolicy20220101S'
+    }
+    sslCertificates: [
+      {
+        name: 'tls'
+        properties: {
+          keyVaultSecretId: tlsCertificateUri
+        }
+      }
+    ]
+    httpListeners: [
+      {
+        name: 'secure'
+        properties: {
+          protocol: 'Https'
+          sslCertificate: {
+            id: '${gw}/sslCertificates/tls'
+          }
+        }
+      }
+      {
+        name: 'plain'
+        properties: {
+          protocol: 'Http'
+        }
+      }
+    ]
+    redirectConfigurations: [
+      {
+        name: 'to-secure'
+        properties: {
+          redirectType: 'Permanent'
+          targetListener: {
+            id: '${gw}/httpListeners/secure'
+          }
+        }
+      }
+    ]
+    requestRoutingRules: [
+      {
+        name: 'plain-rule'
+        properties: {
+          httpListener: {
+            id: '${gw}/httpListeners/plain'
+          }
+          PLAIN_TARGET
+        }
+      }
+    ]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(("target", "problems"), [
+    ("redirectConfiguration: {\n            id: '${gw}/redirectConfigurations/to-secure'\n"
+     "          }", []),
+    ("backendAddressPool: {\n            id: '${gw}/backendAddressPools/pool'\n          }",
+     ["plain serves plain Http"]),
+])
+def test_a_plain_http_listener_is_accepted_only_as_a_redirect_to_https(
+        plan, tmp_path, target, problems):
+    path = tmp_path / "gateway.bicep"
+    path.write_text(_REDIRECT_GATEWAY.replace("PLAIN_TARGET", target), encoding="utf-8")
+    params = {"tlsCertificateUri": plan.gateway.tls_certificate_secret_id,
+              "identityId": plan.gateway.identity_id}
+    assert tls_problems(Template(path, params)) == problems
