@@ -1,4 +1,5 @@
-"""gateway.bicep: WAF_v2 in Prevention with OWASP 3.2, one listener per party, probe attached."""
+"""gateway.bicep: WAF_v2 in Prevention with OWASP 3.2, one HTTPS listener per party (Key Vault
+certificate, strict TLS policy, identity attached), probe attached."""
 
 from __future__ import annotations
 
