@@ -32,12 +32,15 @@ def _run(config_path: str, log_level: str) -> int:
     from guest_agent.backends import AttestationError, create_backend
     from guest_agent.tee import Tee
 
+    # The attestation round trip overlaps the rest of the start-up (imports, TLS contexts).
+    tee: Tee | None = None
     try:
         tee = Tee(create_backend(config))
+        tee.prefetch(config.orchestration.nonce)
     except AttestationError as exc:
-        return _fail(f"cannot start: {exc}")
-    # The attestation round trip overlaps the rest of the start-up (imports, TLS contexts).
-    tee.prefetch(config.orchestration.nonce)
+        backend_error: AttestationError | None = exc
+    else:
+        backend_error = None
     from guest_agent.agent import Agent
     from guest_agent.server import BindRefused, bind, make_server
 
@@ -52,6 +55,9 @@ def _run(config_path: str, log_level: str) -> int:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot listen on {config.api.listen}: {exc.strerror or exc}")
+    if backend_error is not None or tee is None:
+        sock.close()
+        return _fail(f"cannot start: {backend_error}")
     try:
         agent = Agent.from_config(config, tee=tee)
         server = make_server(agent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -67,3 +68,22 @@ def test_rotation_needs_every_grantee_with_the_exact_new_version():
     good = {**stale, "key_id": "https://kv/keys/contoso-secret-key/v2", "key_version": "v2"}
     assert confirmed([stale], expected) == set()
     assert confirmed([good], expected) == {("woodgrove", "contoso-secret-key")}
+
+
+def test_steps_carry_the_spec_and_activities_rebuild_the_same_plan():
+    from activities.common import plan_of
+    from orchestrators.deploy import party_input
+
+    spec = yaml.safe_load((REPO / "examples" / "ten-party.yaml").read_text())
+    full = build_plan(parse_spec(spec))
+    rebuilt = plan_of({"spec": spec})
+    assert rebuilt == full
+    assert plan_of({"spec": dict(reversed(list(spec.items())))}) is rebuilt  # cached per spec
+    assert plan_of({"plan": full.model_dump(mode="json")}) == full
+    doc = full.model_dump(mode="json")
+    given = party_input(doc, spec, "contoso", {"poll_seconds": 1.0})
+    assert "plan" not in given and given["spec"] == spec
+    assert given["vm_name"] == full.party("contoso").vm_name
+    assert given["key_owner"] == {p.app_key_name: p.party for p in full.parties}
+    # the plan is several times the spec: it stays out of every step's input and history
+    assert len(json.dumps(given)) * 5 < len(json.dumps(doc))
