@@ -12,6 +12,7 @@ store, and only then dispatches the work (activities, timers, sub-orchestrations
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -80,6 +81,7 @@ class Live:
     timer_handles: dict[int, int] = field(default_factory=dict)
     in_flight: int = 0  # activities running for this instance
     results: set[int] = field(default_factory=set)  # task/timer ids with a result event
+    keys: set[str] = field(default_factory=set)  # stored inbox keys already in this inbox
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # parent told, if any
 
     @property
@@ -195,8 +197,7 @@ class Engine:
             raise EngineError(410, f"Instance with ID {iid} is gone: either completed or failed")
         key = f"{self.timers.clock.now().timestamp():020.6f}-{uuid.uuid4().hex[:8]}"
         evt = h.event_raised(self.timers.clock.now(), name, input_text)
-        await self.store.add_inbox(iid, key, evt)
-        self._deliver(live, key, evt)
+        await self._deliver_stored(iid, key, evt)
 
     async def terminate(self, iid: str, reason: str) -> None:
         live = await self._live(iid)
@@ -312,7 +313,8 @@ class Engine:
             if loaded is not None:
                 for evt in loaded.history:
                     evt["IsPlayed"] = True
-                live = Live(loaded.record, loaded.history, inbox=list(loaded.inbox))
+                live = Live(loaded.record, loaded.history, inbox=list(loaded.inbox),
+                            keys={key for key, _ in loaded.inbox})
                 live.results = {r for r in map(_result_id, loaded.history + [e for _, e in
                                                                              loaded.inbox])
                                 if r is not None}
@@ -362,8 +364,27 @@ class Engine:
             await self._notify_parent(child)
 
     # ------------------------------------------------------------------ episodes
+    async def _deliver_stored(self, iid: str, key: str, evt: dict[str, Any]) -> None:
+        """Store an event in the instance's inbox, then queue it on the instance *as it is
+        now*: while the store write was in flight, a failed commit may have replaced the
+        in-memory instance (``_reload``), and the reloaded one may have been read before the
+        write landed. Queuing on the replaced one would lose the event until a restart."""
+        await self.store.add_inbox(iid, key, evt)
+        current = self._lives.get(iid)
+        pending = self._loading.get(iid)
+        if current is None and pending is not None:
+            with contextlib.suppress(Exception):  # the reload retries; it reads the inbox
+                current = await asyncio.shield(pending)
+        if current is not None:  # else: the next load reads it from the stored inbox
+            self._deliver(current, key, evt)
+
     def _deliver(self, live: Live, key: str | None, evt: dict[str, Any]) -> None:
-        """Queue a new event; a second result for the same task or timer is dropped."""
+        """Queue a new event; a second result for the same task or timer, or an inbox
+        event this instance already read from the store, is dropped."""
+        if key is not None:
+            if key in live.keys:
+                return
+            live.keys.add(key)
         result_of = _result_id(evt)
         if result_of is not None:
             if result_of in live.results:
@@ -726,5 +747,4 @@ class Engine:
             reason = json.loads(rec.output) if rec.output else rec.runtime_status
             evt = h.sub_orchestration_failed(now, rec.parent_task_id, str(reason), "")
         key = f"{now.timestamp():020.6f}-sub-{rec.instance_id}"
-        await self.store.add_inbox(parent.record.instance_id, key, evt)
-        self._deliver(parent, key, evt)
+        await self._deliver_stored(parent.record.instance_id, key, evt)
