@@ -28,7 +28,6 @@ from cotenant.cloud.base import (
     Deployment,
     DeploymentState,
     IdentityInfo,
-    KeyInfo,
     OperatorSettings,
     ResourceGroupState,
     RoleGrant,
@@ -37,7 +36,7 @@ from cotenant.cloud.base import (
     role_id_of,
 )
 from cotenant.cloud.errors import cloud_errors
-from cotenant.cloud.keyvault import KeyVaultKeys
+from cotenant.cloud.keyvault import DataPlaneKeys, KeyVaultKeys
 from cotenant.cloud.queues import QueueCommands
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "bicep" / "tenant"
@@ -76,7 +75,7 @@ def _deployment(resource_group: str, name: str, module: str, raw: Any) -> Deploy
     )
 
 
-class AzureCloud:
+class AzureCloud(DataPlaneKeys):
     """Azure Resource Manager, Key Vault, Authorization, Compute and Storage queues."""
 
     name = "azure"
@@ -158,23 +157,6 @@ class AzureCloud:
     # keys ----------------------------------------------------------------------------
     def vault_url(self, vault_name: str) -> str:
         return f"https://{vault_name}.{self._vault_suffix}"
-
-    def ensure_key(self, vault_name: str, key_name: str, *, release_policy: dict[str, Any],
-                   size: int = 2048) -> KeyInfo:
-        return self._keys.ensure_key(vault_name, key_name, release_policy=release_policy,
-                                     size=size)
-
-    def get_key(self, vault_name: str, key_name: str) -> KeyInfo:
-        return self._keys.get_key(vault_name, key_name)
-
-    def new_key_version(self, vault_name: str, key_name: str, *,
-                        release_policy: dict[str, Any], after_version: str) -> KeyInfo:
-        return self._keys.new_key_version(vault_name, key_name, release_policy=release_policy,
-                                          after_version=after_version)
-
-    def set_release_policy(self, vault_name: str, key_name: str,
-                           release_policy: dict[str, Any]) -> KeyInfo:
-        return self._keys.set_release_policy(vault_name, key_name, release_policy)
 
     # identities, grants, VMs ---------------------------------------------------------
     def _resource_id(self, resource_group: str, provider: str, name: str) -> str:

@@ -100,3 +100,27 @@ class KeyVaultKeys:
             key = self.client(vault_name).update_key_properties(
                 key_name, release_policy=encode_policy(release_policy))
         return key_info(vault_name, key)
+
+
+class DataPlaneKeys:
+    """The key operations of a cloud backend: both backends use the same Key Vault data plane
+    (the lab emulates its REST API), so they delegate to one ``KeyVaultKeys``."""
+
+    _keys: KeyVaultKeys
+
+    def ensure_key(self, vault_name: str, key_name: str, *, release_policy: dict[str, Any],
+                   size: int = 2048) -> KeyInfo:
+        return self._keys.ensure_key(vault_name, key_name, release_policy=release_policy,
+                                     size=size)
+
+    def get_key(self, vault_name: str, key_name: str) -> KeyInfo:
+        return self._keys.get_key(vault_name, key_name)
+
+    def new_key_version(self, vault_name: str, key_name: str, *,
+                        release_policy: dict[str, Any], after_version: str) -> KeyInfo:
+        return self._keys.new_key_version(vault_name, key_name, release_policy=release_policy,
+                                          after_version=after_version)
+
+    def set_release_policy(self, vault_name: str, key_name: str,
+                           release_policy: dict[str, Any]) -> KeyInfo:
+        return self._keys.set_release_policy(vault_name, key_name, release_policy)

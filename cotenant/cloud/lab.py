@@ -28,7 +28,6 @@ from cotenant.cloud.base import (
     Deployment,
     DeploymentState,
     IdentityInfo,
-    KeyInfo,
     NotFoundError,
     OperatorSettings,
     ResourceGroupState,
@@ -36,7 +35,7 @@ from cotenant.cloud.base import (
     VmInfo,
     allows_release,
 )
-from cotenant.cloud.keyvault import KeyVaultKeys
+from cotenant.cloud.keyvault import DataPlaneKeys, KeyVaultKeys
 from cotenant.cloud.queues import QueueCommands
 from cotenant.lab.client import LabClient, LabError
 from cotenant.lab.vault.rbac import ROLES as LAB_ROLES
@@ -78,7 +77,7 @@ def _endpoint(connection_string: str, name: str) -> str:
     raise CloudError(f"the storage connection string has no {name}")
 
 
-class LabCloud:
+class LabCloud(DataPlaneKeys):
     name = "lab"
 
     def __init__(self, client: LabClient, storage_connection_string: str,
@@ -163,23 +162,6 @@ class LabCloud:
     # keys ----------------------------------------------------------------------------
     def vault_url(self, vault_name: str) -> str:
         return LabClient.vault_url(vault_name)
-
-    def ensure_key(self, vault_name: str, key_name: str, *, release_policy: dict[str, Any],
-                   size: int = 2048) -> KeyInfo:
-        return self._keys.ensure_key(vault_name, key_name, release_policy=release_policy,
-                                     size=size)
-
-    def get_key(self, vault_name: str, key_name: str) -> KeyInfo:
-        return self._keys.get_key(vault_name, key_name)
-
-    def new_key_version(self, vault_name: str, key_name: str, *,
-                        release_policy: dict[str, Any], after_version: str) -> KeyInfo:
-        return self._keys.new_key_version(vault_name, key_name, release_policy=release_policy,
-                                          after_version=after_version)
-
-    def set_release_policy(self, vault_name: str, key_name: str,
-                           release_policy: dict[str, Any]) -> KeyInfo:
-        return self._keys.set_release_policy(vault_name, key_name, release_policy)
 
     # identities, grants, VMs ---------------------------------------------------------
     def list_key_grants(self, resource_group: str, vault_name: str,
