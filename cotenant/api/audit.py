@@ -16,7 +16,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, UpdateMode
 
-from cotenant.cloud.settings import storage_connection_string
+from cotenant.cloud.storage import storage_access
 
 AUDIT_TABLE = "cotenantaudit"
 
@@ -25,11 +25,6 @@ class AuditLog:
     def __init__(self, table: TableClient) -> None:
         self._table = table
         self._created = False
-
-    @classmethod
-    def from_connection_string(cls, connection_string: str,
-                               table_name: str = AUDIT_TABLE) -> AuditLog:
-        return cls(TableClient.from_connection_string(connection_string, table_name))
 
     def _ensure(self) -> None:
         if not self._created:
@@ -64,11 +59,11 @@ class AuditLog:
 
 
 def audit_log(env: Mapping[str, str] | None = None) -> AuditLog:
-    """The audit log in the app's storage account (``AzureWebJobsStorage``)."""
-    connection = storage_connection_string(env)
-    if not connection:
-        raise RuntimeError("AzureWebJobsStorage must be a storage connection string")
-    return AuditLog.from_connection_string(connection)
+    """The audit log in the app's storage account (``AzureWebJobsStorage``, either form)."""
+    access = storage_access(env)
+    if access is None:
+        raise RuntimeError("AzureWebJobsStorage is not configured")
+    return AuditLog(access.table(AUDIT_TABLE))
 
 
 def token_digest(token: str | None) -> str | None:

@@ -18,12 +18,11 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue import QueueClient
 
 from cotenant.api import service
 from cotenant.api.audit import audit_log, report_event
 from cotenant.api.status import decoded, runtime
-from cotenant.cloud.settings import storage_connection_string
+from cotenant.cloud.storage import storage_access
 from cotenant.spec import SpecError, parse_spec
 from cotenant.wire.reports import ReportError, decode_message
 
@@ -40,10 +39,10 @@ class Unroutable(ValueError):
 
 def quarantine(body: bytes, reason: str) -> None:
     log.warning("guest report quarantined: %s", reason)
-    connection = storage_connection_string()
-    if not connection:
+    access = storage_access()
+    if access is None:
         return
-    queue = QueueClient.from_connection_string(connection, QUARANTINE_QUEUE)
+    queue = access.queue(QUARANTINE_QUEUE)
     with contextlib.suppress(ResourceExistsError):
         queue.create_queue()
     queue.send_message(json.dumps({

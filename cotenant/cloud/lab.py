@@ -98,11 +98,8 @@ class LabCloud(DataPlaneKeys):
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str]) -> LabCloud:
-        from cotenant.cloud.settings import (
-            LAB_AGENT_INSTALL,
-            agent_install,
-            storage_connection_string,
-        )
+        from cotenant.cloud.settings import LAB_AGENT_INSTALL, agent_install
+        from cotenant.cloud.storage import storage_connection_string
 
         directory = env.get("COTENANT_LAB_DIR")
         if not directory:

@@ -1,8 +1,9 @@
 """Choose and build the cloud backend from the app's settings (environment variables).
 
 ``COTENANT_CLOUD`` = ``azure`` | ``lab``.
-- azure: ``AZURE_SUBSCRIPTION_ID``; queues from ``AzureWebJobsStorage`` (a connection string)
-  or ``COTENANT_QUEUE_URL`` with the app's managed identity (DefaultAzureCredential).
+- azure: ``AZURE_SUBSCRIPTION_ID``; queues in the app's storage account, reached as the host
+  reaches it (``AzureWebJobsStorage``: connection string or identity-based ``__queueServiceUri``,
+  see :mod:`cotenant.cloud.storage`), else ``COTENANT_QUEUE_URL`` with DefaultAzureCredential.
 - both: ``COTENANT_AGENT_BUNDLE_URL``, ``COTENANT_AGENT_BUNDLE_SHA256`` and
   ``COTENANT_AGENT_FILES_URL`` say where a VM gets the guest agent (required on azure; the lab's
   simulated extension downloads nothing, so there they default to ``LAB_AGENT_INSTALL``).
@@ -18,33 +19,20 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from cotenant.azurite import DEV_ACCOUNT, DEV_KEY
 from cotenant.cloud.base import Cloud, CloudError, OperatorSettings
 from cotenant.cloud.bootstrap import AgentInstall
 from cotenant.cloud.queues import QueueCommands
+from cotenant.cloud.storage import storage_access
 
 BACKENDS = ("azure", "lab")
 _lock = threading.Lock()
 _cache: dict[tuple[tuple[str, str], ...], Cloud] = {}
 
 
-def storage_connection_string(env: Mapping[str, str] | None = None) -> str | None:
-    """``AzureWebJobsStorage`` as a connection string (``UseDevelopmentStorage=true`` is
-    Azurite on its default ports); None when the app uses an identity-based connection."""
-    env = os.environ if env is None else env
-    value = env.get("AzureWebJobsStorage", "")  # noqa: SIM112 - the Functions setting name
-    if value.replace(" ", "").lower().startswith("usedevelopmentstorage=true"):
-        host = "http://127.0.0.1"
-        return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-                f"BlobEndpoint={host}:10000/{DEV_ACCOUNT};QueueEndpoint={host}:10001/"
-                f"{DEV_ACCOUNT};TableEndpoint={host}:10002/{DEV_ACCOUNT};")
-    return value if "AccountName=" in value else None
-
-
 def queue_commands(env: Mapping[str, str], credential: object | None = None) -> QueueCommands:
-    connection = storage_connection_string(env)
-    if connection:
-        return QueueCommands.from_connection_string(connection)
+    access = storage_access(env)
+    if access is not None and (access.connection_string or access.queue_url):
+        return QueueCommands(access.queue_service())
     url = env.get("COTENANT_QUEUE_URL")
     if not url or credential is None:
         raise CloudError("set AzureWebJobsStorage (connection string) or COTENANT_QUEUE_URL")
