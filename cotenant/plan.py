@@ -144,6 +144,12 @@ class PartyPlan(_Frozen):
     releasable_by: list[str]
     can_release: list[str]  # key owners whose key this party's CVM may release
     release_policy: dict
+    # The party's own storage for its sealed data (owners publish there; the parties that may
+    # release the owner's key get read access to the container).
+    storage_account_name: str
+    storage_account_url: str
+    data_container: str
+    data_blob: str
 
 
 class KeyGrant(_Frozen):
@@ -254,6 +260,13 @@ def vault_name(spec: TenantSpec, party: str) -> str:
     end with a letter or digit, no ``--``. ``kv-<tenant>-<party>`` cut to 17 + ``-<hash6>``."""
     stem = f"kv-{spec.name}-{party}"[:17].rstrip("-")
     return f"{stem}-{name_hash(spec.naming_seed, spec.name, party)}"
+
+
+def storage_account_name(spec: TenantSpec, party: str) -> str:
+    """Storage account names are global: 3-24 lowercase letters and digits only.
+    ``st<tenant><party>`` (letters/digits only) cut to 16 + ``<hash8>``."""
+    stem = "".join(c for c in f"st{spec.name}{party}".lower() if c.isalnum())[:16]
+    return f"{stem}{name_hash(spec.naming_seed, spec.name, party, 'storage', length=8)}"
 
 
 def dns_label(spec: TenantSpec) -> str:
@@ -373,6 +386,10 @@ def _party_plans(spec: TenantSpec, release_policy: dict) -> list[PartyPlan]:
                 releasable_by=list(p.releasable_by),
                 can_release=[o.name for o in spec.parties if p.name in o.releasable_by],
                 release_policy=release_policy,
+                storage_account_name=(account := storage_account_name(spec, p.name)),
+                storage_account_url=f"https://{account}.blob.core.windows.net",
+                data_container=f"{p.name}-data",
+                data_blob=f"{p.name}-data.csv.sealed",
             )
         )
     return plans

@@ -251,6 +251,20 @@ def test_long_names_still_fit_key_vault_rules():
     vaults = [p.vault_name for p in build_plan(spec).parties]
     assert all(KEY_VAULT_NAME.match(v) and len(v) <= 24 for v in vaults), vaults
     assert vaults[0] != vaults[1]
+    accounts = [p.storage_account_name for p in build_plan(spec).parties]
+    assert all(re.fullmatch(r"[a-z0-9]{3,24}", a) for a in accounts), accounts
+    assert accounts[0] != accounts[1]
+
+
+def test_storage_accounts_are_global_names_per_tenant_and_seed():
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    base = build_plan(parse_spec(doc)).parties[0]
+    other = build_plan(parse_spec({**doc, "name": "other"})).parties[0]
+    seeded = build_plan(parse_spec({**doc, "naming_seed": "team-b"})).parties[0]
+    assert len({base.storage_account_name, other.storage_account_name,
+                seeded.storage_account_name}) == 3
+    assert base.storage_account_url == f"https://{base.storage_account_name}.blob.core.windows.net"
+    assert (base.data_container, base.data_blob) == ("contoso-data", "contoso-data.csv.sealed")
 
 
 def test_plan_json_has_nsg_matrix_and_phases(plan):
