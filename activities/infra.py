@@ -10,6 +10,7 @@ from typing import Any
 from activities.agent import agent_config, command_queue
 from activities.blueprint import bp
 from activities.common import activity, cloud, failed, plan_of
+from cotenant.appconfig import azure_app_config
 from cotenant.cloud.base import Cloud, DeploymentState, ResourceGroupState
 from cotenant.cloud.bootstrap import render_bootstrap
 from cotenant.deployments import DeploymentInputError, deployment_name, module_parameters
@@ -57,11 +58,15 @@ def secure_inputs(target: Cloud, plan: Plan, module: str, party: str | None,
         config = agent_config(target, plan, party, nonce=extra["nonce"],
                               instance=extra["instance"], client_id=identity.client_id)
         target.ensure_command_queue(command_queue(plan.tenant, party))
+        app = azure_app_config(plan, party, identity_client_id=identity.client_id,
+                               agent_url=f"http://{config.api.listen}",
+                               ca_bundle=config.tls.ca_bundle)
         debug = extra.get("debug_credentials") if plan.debug else None
         install = target.agent_settings().install
         return {"admin_username": debug["username"] if debug else new_username(),
                 "admin_password": debug["password"] if debug else new_password(),
-                "bootstrap_script": render_bootstrap(config.to_toml(), install),
+                "bootstrap_script": render_bootstrap(
+                    config.to_toml(), install, app.to_toml() if app is not None else None),
                 "bootstrap_file_uris": install.file_uris()}
     return {}
 

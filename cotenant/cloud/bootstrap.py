@@ -1,16 +1,21 @@
 """The cvm module's secure ``bootstrapScript`` and the files the Custom Script extension fetches.
 
-The extension downloads ``bootstrap.sh`` and the systemd unit (``fileUris``, in the protected
+The extension downloads ``bootstrap.sh`` and the systemd units (``fileUris``, in the protected
 settings next to the script) into its working directory and runs the script, which
 
 1. writes the guest agent's TOML configuration to ``/etc/cotenant/agent.toml`` (root-only while
    staged; the script's first here-document, quoted, which is where the lab — playing the
    extension's part — reads the configuration from: ``cotenant.lab.manager``);
-2. checks the downloaded files against the SHA-256 of the copies this control plane ships;
-3. runs ``bootstrap.sh --config-file /etc/cotenant/agent.toml --bundle-url … --bundle-sha256 …``,
-   which creates the unprivileged agent user, installs the pinned bundle (hash-checked), re-owns
-   the configuration ``0640 root:cotenant-agent`` so the agent can read it, and installs and
-   starts the hardened unit.
+2. for a party with an analytics app, writes the app's TOML configuration to
+   ``/etc/cotenant-analytics/app.toml`` (root-only while staged; the second quoted
+   here-document, after the agent's; no secret: the app reads the partners' storage with the
+   VM's managed identity);
+3. checks the downloaded files against the SHA-256 of the copies this control plane ships;
+4. runs ``bootstrap.sh --config-file /etc/cotenant/agent.toml [--app-config-file
+   /etc/cotenant-analytics/app.toml] --bundle-url … --bundle-sha256 …``, which creates the
+   unprivileged users, installs the pinned bundle (hash-checked), re-owns each configuration
+   ``0640 root:<its user>`` and installs and starts the hardened units (the app's after the
+   agent's).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CONFIG_PATH = "/etc/cotenant/agent.toml"
+APP_CONFIG_PATH = "/etc/cotenant-analytics/app.toml"
 INSTALL_DIR = Path(__file__).resolve().parents[2] / "guest_agent" / "install"
-INSTALL_FILES = ("bootstrap.sh", "cotenant-guest-agent.service")
+INSTALL_FILES = ("bootstrap.sh", "cotenant-guest-agent.service", "cotenant-analytics.service")
 _MARKER = "COTENANT_AGENT_TOML"
+_APP_MARKER = "COTENANT_APP_TOML"
 _HASHES_MARKER = "COTENANT_FILE_HASHES"
 
 
@@ -33,8 +40,9 @@ class AgentInstall(BaseModel):
 
     ``bundle_url``/``bundle_sha256``: the bundle built by ``guest_agent/install/build-bundle.sh``
     (``COTENANT_AGENT_BUNDLE_URL``/``COTENANT_AGENT_BUNDLE_SHA256``). ``files_url``: the https
-    folder holding ``bootstrap.sh`` and ``cotenant-guest-agent.service``
-    (``COTENANT_AGENT_FILES_URL``).
+    folder holding ``INSTALL_FILES`` (``bootstrap.sh`` and the units
+    ``cotenant-guest-agent.service`` and ``cotenant-analytics.service``;
+    ``COTENANT_AGENT_FILES_URL``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -49,7 +57,7 @@ class AgentInstall(BaseModel):
         return value.rstrip("/")
 
     def file_uris(self) -> list[str]:
-        """The extension's ``fileUris``: bootstrap.sh and the unit, fetched next to the script."""
+        """The extension's ``fileUris``: bootstrap.sh and the units, fetched next to the script."""
         return [f"{self.files_url}/{name}" for name in INSTALL_FILES]
 
 
@@ -59,22 +67,35 @@ def install_file_hashes(directory: Path = INSTALL_DIR) -> dict[str, str]:
             for name in INSTALL_FILES}
 
 
-def render_bootstrap(agent_toml: str, install: AgentInstall) -> str:
-    if f"\n{_MARKER}\n" in f"\n{agent_toml}\n":
-        raise ValueError("the agent configuration contains the here-document marker")
+def _staged(path: str, text: str, marker: str, what: str) -> str:
+    """Shell lines writing ``text`` to ``path`` (root-only, in a root-only folder) through a
+    quoted here-document (no expansion)."""
+    if f"\n{marker}\n" in f"\n{text}\n":
+        raise ValueError(f"the {what} contains the here-document marker")
+    folder = path.rsplit("/", 1)[0]
+    return (f"install -d -m 0700 -o root -g root {folder}\n"
+            f"cat > {path} <<'{marker}'\n{text.rstrip(chr(10))}\n{marker}\n"
+            f"chmod 0600 {path}\n")
+
+
+def render_bootstrap(agent_toml: str, install: AgentInstall, app_toml: str | None = None) -> str:
+    """The bootstrap script of one CVM: the agent's configuration ``agent_toml`` and, for a
+    party with an analytics app, the app's ``app_toml`` (``cotenant.wire.app.AppConfig``)."""
+    staged = _staged(CONFIG_PATH, agent_toml, _MARKER, "agent configuration")
+    app = ["--app-config-file", APP_CONFIG_PATH] if app_toml is not None else []
+    if app_toml is not None:  # after the agent's: the lab reads the first here-document
+        staged += _staged(APP_CONFIG_PATH, app_toml, _APP_MARKER, "app configuration")
     hashes = "".join(f"{digest}  {name}\n" for name, digest in install_file_hashes().items())
-    command = shlex.join(["bash", "./bootstrap.sh", "--config-file", CONFIG_PATH,
+    command = shlex.join(["bash", "./bootstrap.sh", "--config-file", CONFIG_PATH, *app,
                           "--bundle-url", install.bundle_url,
                           "--bundle-sha256", install.bundle_sha256])
     return (
         "#!/bin/bash\n"
         "# cotenant guest agent bootstrap (Custom Script extension, protectedSettings; runs in\n"
-        "# the extension's download folder, next to the fileUris bootstrap.sh and the unit)\n"
+        "# the extension's download folder, next to the fileUris bootstrap.sh and the units)\n"
         "set -euo pipefail\n"
         "umask 077\n"
-        "install -d -m 0700 -o root -g root /etc/cotenant\n"
-        f"cat > {CONFIG_PATH} <<'{_MARKER}'\n{agent_toml.rstrip(chr(10))}\n{_MARKER}\n"
-        f"chmod 0600 {CONFIG_PATH}\n"
+        f"{staged}"
         f"sha256sum --check --strict --quiet <<'{_HASHES_MARKER}'\n{hashes}{_HASHES_MARKER}\n"
         f"exec {command}\n"
     )

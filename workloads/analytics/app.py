@@ -268,9 +268,9 @@ def build_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if aggregator:
             if open_blob is None:  # the storage SDK is only needed (and loaded) here
-                from workloads.analytics.storage import open_sealed_blob
+                from workloads.analytics.storage import sealed_blob_opener
 
-                fetch: OpenBlob = open_sealed_blob
+                fetch: OpenBlob = sealed_blob_opener(config)
             else:
                 fetch = open_blob
             job = aggregation_job(config, agent, fetch, key_wait_seconds=key_wait_seconds)
