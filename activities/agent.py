@@ -1,15 +1,18 @@
-"""The guest agent's configuration for one party's CVM (``guest_agent.config.AgentConfig``).
+"""The guest agent's configuration for one party's CVM (``cotenant.wire.agent_config``).
 
-The agent attempts the release of **every** key of the tenant: the ones its identity is
-granted must be released, the others must be refused by the owning party's vault; both
-outcomes are reported and checked against the spec's access matrix.
+Least privilege: the agent's allow-list (``keys``: what it releases at start-up and what its
+local API may serve to the workload) holds only the keys this party's CVM is granted by the
+plan's access matrix (``PartyPlan.can_release``). Every other key of the tenant is an
+``isolation_probes`` entry: the agent asks the owning party's vault for it once at start-up
+and reports the refusal (``isolation-refused``), or ``isolation-broken`` if the vault released
+it. Each key of the tenant thus gets one real attempt, the evidence of the trust matrix.
 """
 
 from __future__ import annotations
 
 from cotenant.cloud.base import Cloud
 from cotenant.plan import Plan
-from guest_agent.config import AgentConfig
+from cotenant.wire.agent_config import AgentConfig
 
 REPORTS_QUEUE = "guest-reports"
 
@@ -29,6 +32,8 @@ def agent_config(cloud: Cloud, plan: Plan, party: str, *, nonce: str, instance: 
     if settings.queue_connection_string:
         queues["connection_string"] = settings.queue_connection_string
     me = plan.party(party)
+    refs = {p.party: {"vault_url": cloud.vault_url(p.vault_name), "name": p.app_key_name}
+            for p in plan.parties}
     return AgentConfig.model_validate({
         "tenant": plan.tenant,
         "party": party,
@@ -37,8 +42,8 @@ def agent_config(cloud: Cloud, plan: Plan, party: str, *, nonce: str, instance: 
         "orchestration": {"instance": instance, "nonce": nonce},
         "attestation": {"endpoint": plan.authority},
         "identity": {"client_id": client_id, "imds_endpoint": settings.imds_endpoint},
-        "keys": [{"vault_url": cloud.vault_url(p.vault_name), "name": p.app_key_name}
-                 for p in plan.parties],
+        "keys": [ref for owner, ref in refs.items() if owner in me.can_release],
+        "isolation_probes": [ref for owner, ref in refs.items() if owner not in me.can_release],
         "queues": queues,
         "api": {"listen": settings.api_listen},
         "tls": {"ca_bundle": settings.ca_bundle} if settings.ca_bundle else {},

@@ -1,13 +1,17 @@
-"""The guest agent: attest, release the allowed keys, report, then serve and obey commands."""
+"""The guest agent: attest, release the allowed keys, probe the forbidden ones, report, then
+serve and obey commands."""
 
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -69,7 +73,7 @@ class Agent:
     @classmethod
     def from_config(cls, config: AgentConfig, backend: AttestationBackend | None = None,
                     tee: Tee | None = None) -> Agent:
-        bundle = config.tls.resolved_bundle()
+        bundle = config.tls.resolved_bundle(os.environ)
         # trust_env: proxies (the lab routes *.vault.azure.net through one) come from the
         # environment; URLs never do.
         verify = ssl.create_default_context(cafile=bundle) if bundle else True
@@ -77,7 +81,7 @@ class Agent:
                             follow_redirects=False, trust_env=True)
         # IMDS is link-local: never through a proxy (Azure's guidance), never redirected.
         imds_http = httpx.Client(timeout=_HTTP_TIMEOUT, follow_redirects=False, trust_env=False)
-        imds = ImdsClient(config.imds_url(), config.identity.client_id, imds_http)
+        imds = ImdsClient(config.imds_url(os.environ), config.identity.client_id, imds_http)
         anchors = load_trust_anchors(bundle)
         reporter = Reporter(queue_client(config.queues, config.queues.reports_url, imds))
         agent = cls(
@@ -135,7 +139,14 @@ class Agent:
 
     def release(self, ref: KeyRef, ctx: Context, *, version: str | None = None,
                 event: str = "released") -> ReleasedKey | None:
-        """Release ``ref`` into memory and report ``event`` (or the denial/failure)."""
+        """Release ``ref`` into memory and report ``event`` (or the denial/failure). Only an
+        allow-listed key is ever asked for (an isolation probe never comes through here)."""
+        allowed = self.config.find_key(ref.vault_url, ref.name)
+        if allowed is None:
+            self.report(ctx, "failed", key=ref, error_code="KeyNotAllowed",
+                        error=f"{ref.label()} is not in this agent's allow-list")
+            return None
+        ref = allowed
         if not self._fresh_tee(ctx):
             return None
         try:
@@ -156,42 +167,71 @@ class Agent:
         self.report(ctx, event, released=released)
         return released
 
+    def probe(self, ref: KeyRef, ctx: Context, *, report_refusal: bool) -> dict[str, object]:
+        """Ask the vault of ``ref`` — a key this VM must NOT get — for it, with this VM's
+        identity and attestation; the vault's answer. The expected refusal is reported when
+        ``report_refusal``; a release always is (``isolation-broken``), its response being
+        discarded unopened: the key is wrapped to this VM's TEE key and never unwrapped,
+        stored or served (it is not in the allow-list)."""
+        try:
+            if not self._fresh_tee(ctx):
+                raise AttestationError("this VM could not attest")
+            result = self.releaser.probe(ref, self.tee)
+        except (IdentityError, TransientError, AttestationError) as exc:
+            result = {"vault": ref.vault_url, "name": ref.name, "released": False,
+                      "status": None, "code": exc.__class__.__name__, "message": str(exc)}
+        if result["released"]:
+            log.error("ISOLATION BROKEN: %s was released to this VM; discarded unopened",
+                      ref.label())
+            self.report(ctx, "isolation-broken", key=ref, error_code="IsolationBroken",
+                        error=f"the vault released {ref.label()} to this VM although it is not "
+                              "in its allow-list; the agent discarded it unopened")
+        elif report_refusal:
+            self._report_refusal(ref, ctx, result)
+        return result
+
+    def _report_refusal(self, ref: KeyRef, ctx: Context, result: dict[str, object]) -> None:
+        """A 403 is the refusal isolation needs; anything else (vault missing, throttled,
+        no attestation) proves nothing and is reported as a failure."""
+        if result["status"] == ReleaseDenied.status:
+            log.info("isolation holds: %s refused (%s)", ref.label(), result["code"])
+            self.report(ctx, "isolation-refused", key=ref, error_code=str(result["code"]),
+                        error=str(result["message"]))
+        else:
+            log.warning("isolation probe of %s failed: %s", ref.label(), result["message"])
+            self.report(ctx, "failed", key=ref, error_code=str(result["code"]),
+                        error=f"isolation probe of {ref.label()} got no refusal from the "
+                              f"vault: {result['message']}")
+
     def probe_isolation(self) -> list[dict[str, object]]:
-        """Ask each ``isolation_probes`` key's vault for it, with this VM's identity and
-        attestation; report what the vault said. A (wrong) release is reported, and its
-        response discarded without unwrapping anything."""
-        results: list[dict[str, object]] = []
-        for ref in self.config.isolation_probes:
-            try:
-                if not self._fresh_tee(self.startup):
-                    raise AttestationError("this VM could not attest")
-                result = self.releaser.probe(ref, self.tee)
-            except (IdentityError, TransientError, AttestationError) as exc:
-                result = {"vault": ref.vault_url, "name": ref.name, "released": False,
-                          "status": None, "code": exc.__class__.__name__, "message": str(exc)}
-            if result["released"]:
-                log.error("isolation broken: %s was released to this VM", ref.label())
-            results.append(result)
-        return results
+        """Probe every ``isolation_probes`` key now (the local API's isolation check): the
+        vaults' answers; only a (wrong) release is reported."""
+        return [self.probe(ref, self.startup, report_refusal=False)
+                for ref in self.config.isolation_probes]
 
     def _release_version(self, ref: KeyRef, version: str) -> ReleasedKey:
         """An older/newer version for one unwrap; not kept, not reported."""
         return self.releaser.release(ref, self.tee, version=version)
 
     def bootstrap(self) -> None:
-        """Attest with the configured challenge, then release every allowed key (a few at a
-        time; each outcome is reported as soon as it is known)."""
+        """Attest with the configured challenge, release every allowed key, then probe every
+        isolation key once (a few at a time, releases first; each outcome is reported as
+        soon as it is known: the control plane's trust matrix needs one per tenant key)."""
         ctx = self.startup
         if not self.attest(ctx):
             return
-        keys = self.config.keys
-        if len(keys) <= 1:
-            for ref in keys:
-                self.release(ref, ctx)
+        work: list[Callable[[], object]] = [partial(self.release, ref, ctx)
+                                            for ref in self.config.keys]
+        work += [partial(self.probe, ref, ctx, report_refusal=True)
+                 for ref in self.config.isolation_probes]
+        if len(work) <= 1:
+            for step in work:
+                step()
             return
-        with ThreadPoolExecutor(max_workers=min(RELEASE_CONCURRENCY, len(keys)),
+        # The pool starts its tasks in submission order: every release before any probe.
+        with ThreadPoolExecutor(max_workers=min(RELEASE_CONCURRENCY, len(work)),
                                 thread_name_prefix="release") as pool:
-            for _ in pool.map(lambda ref: self.release(ref, ctx), keys):
+            for _ in pool.map(lambda step: step(), work):
                 pass
 
     # --- commands -----------------------------------------------------------------------
@@ -206,13 +246,8 @@ class Agent:
             self.attest(ctx)
             return
         targets = self.config.keys if command.key is None else [command.key]
-        for ref in targets:
-            allowed = self.config.find_key(ref.vault_url, ref.name)
-            if allowed is None:
-                self.report(ctx, "failed", key=ref, error_code="KeyNotAllowed",
-                            error=f"{ref.label()} is not in this agent's allow-list")
-                continue
-            self.release(allowed, ctx, version=command.version, event="rotated")
+        for ref in targets:  # a key outside the allow-list is refused (and reported) there
+            self.release(ref, ctx, version=command.version, event="rotated")
 
     # --- background work ----------------------------------------------------------------
     def start_background(self) -> None:

@@ -25,6 +25,7 @@ import binascii
 import io
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -179,7 +180,7 @@ def build_app(agent: Agent) -> Starlette:
         })
 
     verifier = TokenVerifier([config.attestation.endpoint],
-                             verify=config.tls.resolved_bundle() or True)
+                             verify=config.tls.resolved_bundle(os.environ) or True)
 
     async def claims(_: Request) -> Response:
         if not agent.tee.attested:

@@ -47,7 +47,10 @@ class KeyStore:
         self._states: dict[str, KeyState] = {r.label(): KeyState(ref=r) for r in refs}
 
     def put(self, ref: KeyRef, released: ReleasedKey) -> None:
+        """Hold ``released`` for ``ref``, which must be one of the allow-listed keys."""
         with self._lock:
+            if ref.label() not in self._states:
+                raise KeyError(f"{ref.label()} is not in the allow-list; not kept")
             self._states[ref.label()] = KeyState(ref=ref, released=released,
                                                  released_at=time.time())
 

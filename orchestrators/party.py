@@ -4,8 +4,13 @@ The cross-party steps (identity and vault, app key, key-scoped grants) are sched
 ``deploy_tenant`` because they depend on other parties; this sub-orchestration runs the
 party's own chain once they are in place: a fresh challenge → the CVM deployment (its secure
 bootstrap parameter carries the guest agent's configuration with the challenge) → wait for the
-agent's ``attested`` report and the outcome of every release it attempts → verify the
-attestation token itself.
+agent's ``attested`` report and one outcome per key of the tenant → verify the attestation
+token itself.
+
+The agent releases the keys its CVM is granted and probes the others (isolation probes):
+``released``/``release-denied`` and ``isolation-refused`` are the trust matrix's evidence,
+each a real attempt at the owning party's vault. ``isolation-broken`` — a vault released a
+key this VM must not get — fails the party at once.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ from orchestrators.reports import wait_reports
 
 DEBUG_CREDENTIALS_NOTICE = ("shown because this tenant runs in debug mode (SSH through "
                             "Bastion); never use a debug tenant with real data")
-OUTCOMES = {"released": "released", "release-denied": "refused", "failed": "failed"}
+# Report event → the trust matrix's outcome of that VM's attempt on that key. A broken
+# isolation is a release (the vault gave the key), which the matrix flags against the spec.
+OUTCOMES = {"released": "released", "release-denied": "refused", "failed": "failed",
+            "isolation-refused": "refused", "isolation-broken": "released"}
+BROKEN = "isolation-broken"
 
 
 def key_name_of(kid: str | None) -> str | None:
@@ -54,6 +63,27 @@ def release_outcomes(reports: list[dict[str, Any]], key_owner: dict[str, str]
             "at": report.get("sent_at"),
         }
     return outcomes
+
+
+def isolation_breaches(reports: list[dict[str, Any]], key_owner: dict[str, str]
+                       ) -> list[str]:
+    """One line per key this party's VM must not get and its owner's vault released."""
+    found = []
+    for report in reports:
+        if report["event"] != BROKEN:
+            continue
+        name = key_name_of(report.get("key_id")) or "an unknown key"
+        owner = key_owner.get(name, "another party")
+        found.append(f"the vault of {owner} released {name} to {report['party']}'s VM "
+                     f"{report['vm']}")
+    return sorted(set(found))
+
+
+def outcomes_complete(reports: list[dict[str, Any]], key_owner: dict[str, str]) -> bool:
+    """One outcome per key of the tenant (released, refused or failed), or a broken isolation
+    (which fails the party without waiting for the rest)."""
+    return (len(release_outcomes(reports, key_owner)) == len(key_owner)
+            or any(r["event"] == BROKEN for r in reports))
 
 
 def attestation_failure(reports: list[dict[str, Any]]) -> str | None:
@@ -104,13 +134,21 @@ def provision_party(context: df.DurableOrchestrationContext):
 
         step = f"attest:{party}"
         progress.start(step)
-        reports += yield from wait_reports(
-            context, nonce=nonce, timeout=timing["report_timeout_seconds"],
-            what=f"the guest agent of party {party} to report its key releases",
-            done=lambda got: len(release_outcomes(reports + got, key_owner)) == len(key_owner))
+        if not outcomes_complete(reports, key_owner):  # (the queue may reorder reports)
+            reports += yield from wait_reports(
+                context, nonce=nonce, timeout=timing["report_timeout_seconds"],
+                what=f"the guest agent of party {party} to report its key releases and "
+                     "isolation probes",
+                done=lambda got: outcomes_complete(reports + got, key_owner))
         releases = release_outcomes(reports, key_owner)
-        progress.finish(step)
         progress.set(releases=releases)
+        breaches = isolation_breaches(reports, key_owner)
+        if breaches:
+            raise StepFailed(
+                f"isolation broken: {'; '.join(breaches)}, which the spec does not allow (the "
+                "agent discarded it unopened); a release grant beyond the spec's releasable_by "
+                "exists on that key, its vault or the resource group: remove it")
+        progress.finish(step)
 
         step = f"verify:{party}"
         progress.start(step)

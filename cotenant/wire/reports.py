@@ -3,6 +3,16 @@
 One JSON object per queue message, base64-encoded like the Azure Functions queue trigger
 expects (``decode_message`` accepts base64 or raw JSON). ``Report.model_json_schema()`` is the
 published schema; ``schema_version`` changes only on incompatible changes.
+
+Versions:
+
+* **1** — ``attested``, ``released``, ``release-denied``, ``failed``, ``rotated``, ``heartbeat``.
+* **2** — adds the isolation probes' outcomes: ``isolation-refused`` (the vault of a key this
+  VM must not get refused it: the expected answer) and ``isolation-broken`` (the vault
+  RELEASED it: a security failure; the agent discarded the response unopened). Both carry
+  the probed key's versionless ``key_id`` and the vault's ``error_code``/``error``. A v1
+  consumer rejects them (closed event set), hence the new version. Consumers of v2 still
+  accept v1 messages (agents deployed before the change), which cannot carry v2 events.
 """
 
 from __future__ import annotations
@@ -11,18 +21,29 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from cotenant.wire.codec import decode_json, first_problem
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 # Azure Storage queue messages are at most 64 KiB; base64 adds a third.
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_JSON_BYTES = MAX_MESSAGE_BYTES * 3 // 4 - 16
 MAX_ERROR_CHARS = 2000
 
-Event = Literal["attested", "released", "release-denied", "failed", "rotated", "heartbeat"]
+Event = Literal["attested", "released", "release-denied", "failed", "rotated", "heartbeat",
+                "isolation-refused", "isolation-broken"]
 EVENTS: tuple[str, ...] = Event.__args__  # type: ignore[attr-defined]
+# The isolation probes' outcomes (schema version 2): always about one probed key.
+ISOLATION_EVENTS = ("isolation-refused", "isolation-broken")
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -34,7 +55,7 @@ class ReportError(ValueError):
 class Report(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    schema_version: Literal[1, 2] = REPORT_SCHEMA_VERSION
     tenant: Text
     party: Text
     vm: Text
@@ -49,12 +70,20 @@ class Report(BaseModel):
     sent_at: datetime
     idempotency_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
+    @model_validator(mode="after")
+    def _versioned_events(self) -> Report:
+        if self.event in ISOLATION_EVENTS:
+            if self.schema_version < 2:
+                raise ValueError(f"event {self.event!r} needs schema_version 2")
+            if not self.key_id:
+                raise ValueError(f"event {self.event!r} needs the probed key's key_id")
+        return self
+
     def to_json(self) -> str:
         text = self.model_dump_json(exclude_none=True)
         if len(text.encode()) > MAX_JSON_BYTES:
             raise ReportError(f"report is {len(text)} bytes, over the {MAX_JSON_BYTES} limit")
         return text
-
 
 
 def idempotency_key(*parts: str | None) -> str:
@@ -100,7 +129,7 @@ def decode_message(content: str | bytes) -> Report:
         data = decode_json(content, limit=MAX_MESSAGE_BYTES)
     except ValueError as exc:
         raise ReportError(str(exc)) from None
-    if data.get("schema_version") != REPORT_SCHEMA_VERSION:
+    if data.get("schema_version") not in SUPPORTED_SCHEMA_VERSIONS:
         raise ReportError(f"unsupported schema_version {data.get('schema_version')!r}")
     try:
         return Report.model_validate(data)

@@ -1,11 +1,13 @@
 """End to end: the function app under the devhost, the lab cloud, Azurite, and the real guest
 agents running in the lab's simulated CVMs.
 
-Four tenants deploy concurrently (one module-scoped run, to keep the suite short):
+Five tenants deploy concurrently (one module-scoped run, to keep the suite short):
 ``demo`` (the reference scenario, with a transient failure injected into one deployment),
 ``dbgvm`` (debug mode, and Woodgrove's VM is debuggable), ``perm`` (the gateway deployment
-is refused permanently) and ``mute`` (Contoso's VM dies before its agent reports). Then ``demo`` is
-re-posted, rotated and torn down, and a fifth tenant survives a devhost restart mid-deploy.
+is refused permanently), ``mute`` (Contoso's VM dies before its agent reports) and ``leak``
+(Fabrikam's identity is wrongly granted release on Contoso's vault before its VM boots). Then
+``demo`` is re-posted, rotated and torn down, and a sixth tenant survives a devhost restart
+mid-deploy.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from tests.control_plane.test_api import openapi, validate
 
 pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 
-TENANTS = ("demo", "dbgvm", "perm", "mute")
+TENANTS = ("demo", "dbgvm", "perm", "mute", "leak")
+RELEASE_ROLE = "Key Vault Crypto Service Release User"
 
 
 def _kill_vm_when_created(lab, vm: str, stop: threading.Event) -> None:
@@ -32,9 +35,27 @@ def _kill_vm_when_created(lab, vm: str, stop: threading.Event) -> None:
         time.sleep(0.01)
 
 
+def _grant_wrongly_before_vm_boots(lab, identity: str, vault_url: str,
+                                   stop: threading.Event) -> None:
+    """Release rights on a whole vault for an identity the spec does not allow, as soon as
+    both exist (the party phase), long before that party's VM boots and its agent probes."""
+    from cotenant.lab.client import LabError
+
+    while not stop.is_set():
+        principal = next((i["principal_id"] for i in lab.client.identities()
+                          if i["name"] == identity), None)
+        if principal is not None:
+            try:
+                lab.client.grant_principal(principal, vault_url, RELEASE_ROLE)
+                return
+            except LabError:  # the vault is not there yet
+                pass
+        time.sleep(0.01)
+
+
 @pytest.fixture(scope="module")
 def outcomes(stack, lab_stack):
-    """Post the four tenants at once; their terminal statuses by name."""
+    """Post the five tenants at once; their terminal statuses by name."""
     import yaml
 
     from tests.control_plane.conftest import THREE_PARTY
@@ -52,6 +73,11 @@ def outcomes(stack, lab_stack):
     killer = threading.Thread(target=_kill_vm_when_created,
                               args=(lab_stack, "vm-mute-contoso", stop), daemon=True)
     killer.start()
+    leak = _plan({**base, "name": "leak", "debug": False})
+    granter = threading.Thread(target=_grant_wrongly_before_vm_boots, args=(
+        lab_stack, leak.party("fabrikam").identity_name,
+        lab.vault_url(leak.party("contoso").vault_name), stop), daemon=True)
+    granter.start()
     try:
         for name in TENANTS:
             spec = copy.deepcopy(base)
@@ -64,6 +90,13 @@ def outcomes(stack, lab_stack):
         stop.set()
         lab.set_faults([])
     return results
+
+
+def _plan(spec: dict):
+    from cotenant.plan import build_plan
+    from cotenant.spec import parse_spec
+
+    return build_plan(parse_spec(spec))
 
 
 def tenant(stack, name: str) -> dict:
@@ -109,6 +142,30 @@ def test_trust_matrix_matches_spec_and_refusals_were_attempted(stack, outcomes, 
                 and a["key"] == f"{owner}-secret-key"]
         expected = "released" if (party, owner) in allowed else "denied"
         assert seen and {a["decision"] for a in seen} == {expected}, (party, owner)
+
+
+def test_a_probe_released_by_a_wrong_grant_fails_the_party_with_a_clear_message(
+        stack, outcomes, lab_stack):
+    assert outcomes["leak"].runtime_status == "Failed"
+    body = tenant(stack, "leak")
+    message = " ".join(e["message"] for e in body["errors"])
+    assert "party fabrikam: isolation broken: the vault of contoso released " \
+        "contoso-secret-key to fabrikam's VM vm-leak-fabrikam" in message, message
+    assert body["timeline"]["attest:fabrikam"]["state"] == "failed"  # waiting for outcomes
+    fabrikam = next(p for p in body["parties"] if p["name"] == "fabrikam")
+    assert fabrikam["releases"]["contoso"]["outcome"] == "released"
+    assert fabrikam["releases"]["contoso"]["code"] == "IsolationBroken"
+    # the agent reported it (audited) and never held the key: its allow-list is its own key
+    events = stack.http("GET", "/api/tenants/leak/audit").json()["events"]
+    broken = [e for e in events if e["kind"] == "guest:isolation-broken"]
+    assert [(e["party"], e["key_id"].rsplit("/", 1)[-1]) for e in broken] == [
+        ("fabrikam", "contoso-secret-key")]
+    assert broken[0].get("key_version") is None
+    vault = next(p["vault"] for p in body["parties"] if p["name"] == "contoso")
+    caller = next(i["principal_id"] for i in lab_stack.client.identities()
+                  if i["name"] == "id-leak-fabrikam")
+    assert [a["decision"] for a in lab_stack.client.audit(key="contoso-secret-key")
+            if a["vault"] == vault and a["caller"] == caller] == ["released"]  # really
 
 
 def test_transient_failure_was_retried(stack, outcomes):
@@ -207,7 +264,10 @@ def test_audit_lists_attestations_and_releases(stack, outcomes):
     validate(openapi(stack), "AuditLogResponse", r.json())
     kinds = [e["kind"] for e in r.json()["events"]]
     assert kinds.count("guest:attested") == 3
-    assert kinds.count("guest:release-denied") == 4
+    # least privilege: no agent asks to release a key it is not granted; the 4 refusals of
+    # the trust matrix are isolation probes
+    assert kinds.count("guest:isolation-refused") == 4
+    assert "guest:release-denied" not in kinds and "guest:isolation-broken" not in kinds
     assert "token" not in r.text.replace("token_sha256", "")
 
 

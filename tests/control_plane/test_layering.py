@@ -30,9 +30,9 @@ LAB_ONLY = {"guest_agent/backends/lab.py": ("cotenant.lab",)}
 # The operator's command line is an edge like function_app: `cotenant up` and `cotenant train`
 # compose the lab, the control plane, the guest agent's client and the workloads.
 EDGE_FOLDERS = ("cotenant/cli",)
-# Known debt, kept from growing: the control plane writes the agent's configuration with the
-# agent's own schema (guest_agent.config.AgentConfig) until that schema moves to cotenant.wire.
-KNOWN_DEBT = {"activities/agent.py": {"guest_agent.config", "guest_agent.config.AgentConfig"}}
+# Known debt, kept from growing (file -> edge modules it may still import). Empty: the agent's
+# configuration schema moved to cotenant.wire.agent_config, shared by both sides.
+KNOWN_DEBT: dict[str, set[str]] = {}
 
 
 def _module_name(path: Path) -> str:
@@ -163,7 +163,8 @@ def test_the_guest_agent_wheel_packages_every_cotenant_module_it_imports() -> No
     packaged = set(project["tool"]["setuptools"]["packages"])
     bundle = (REPO / "guest_agent" / "install" / "build-bundle.sh").read_text()
     closure = cotenant_closure(_sources("guest_agent"))
-    assert "cotenant.wire.reports" in closure and "cotenant.wire.commands" in closure
+    assert {"cotenant.wire.reports", "cotenant.wire.commands",
+            "cotenant.wire.agent_config"} <= set(closure)
     for module in closure:
         package = module if _module_file(module).name == "__init__.py" else \
             module.rpartition(".")[0]
@@ -179,4 +180,4 @@ def test_the_guest_agent_still_prints_the_report_schema() -> None:
                             capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert '"schema_version"' in result.stdout
-    assert "guest-report/v1.json" in result.stdout
+    assert "guest-report/v2.json" in result.stdout

@@ -87,3 +87,33 @@ def test_steps_carry_the_spec_and_activities_rebuild_the_same_plan():
     assert given["key_owner"] == {p.app_key_name: p.party for p in full.parties}
     # the plan is several times the spec: it stays out of every step's input and history
     assert len(json.dumps(given)) * 5 < len(json.dumps(doc))
+
+
+def test_isolation_probe_outcomes_are_the_matrix_evidence_and_a_release_breaks_it():
+    from orchestrators.party import isolation_breaches, outcomes_complete
+
+    owners = {"contoso-secret-key": "contoso", "fabrikam-secret-key": "fabrikam",
+              "woodgrove-secret-key": "woodgrove"}
+    base = {"party": "contoso", "vm": "vm-demo-contoso"}
+    reports = [
+        {**base, "event": "attested"},
+        {**base, "event": "released", "key_id": "https://kv/keys/contoso-secret-key/abc",
+         "key_version": "abc"},
+        {**base, "event": "isolation-refused", "key_id": "https://kv2/keys/fabrikam-secret-key",
+         "error_code": "Forbidden/ForbiddenByRbac", "error": "Caller is not authorized"},
+    ]
+    got = release_outcomes(reports, owners)
+    assert got["fabrikam"]["outcome"] == "refused"
+    assert got["fabrikam"]["code"] == "Forbidden/ForbiddenByRbac"
+    assert not outcomes_complete(reports, owners)  # woodgrove's key: no outcome yet
+    refused = {**base, "event": "isolation-refused",
+               "key_id": "https://kv3/keys/woodgrove-secret-key", "error_code": "Forbidden"}
+    assert outcomes_complete([*reports, refused], owners)
+    assert isolation_breaches([*reports, refused], owners) == []
+    # A probe the vault released: complete at once (fail fast), named, and a "released" cell
+    broken = {**base, "event": "isolation-broken",
+              "key_id": "https://kv3/keys/woodgrove-secret-key", "error_code": "IsolationBroken"}
+    assert outcomes_complete([reports[0], broken], owners)
+    assert isolation_breaches([*reports, broken], owners) == [
+        "the vault of woodgrove released woodgrove-secret-key to contoso's VM vm-demo-contoso"]
+    assert release_outcomes([broken], owners)["woodgrove"]["outcome"] == "released"

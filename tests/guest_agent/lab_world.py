@@ -22,7 +22,7 @@ from cotenant.azurite import Azurite, free_port
 from cotenant.crypto.encoding import b64url_decode
 from cotenant.lab.supervisor import RunningLab
 from cotenant.policy import build_release_policy
-from cotenant.wire.reports import Report
+from cotenant.wire.reports import ISOLATION_EVENTS, Report
 from guest_agent.config import AgentConfig
 from tests.guest_agent.helpers import make_config, wait_reports
 
@@ -74,16 +74,21 @@ class World:
             self.lab.client.grant(identity["client_id"], scope, RELEASE_ROLE)
         return identity["client_id"]
 
+    def ref(self, party: str) -> dict[str, str]:
+        return {"vault_url": self.vaults[party], "name": self.keys[party]}
+
     def vm(self, name: str, kind: str, client_id: str, parties: list[str],
-           **overrides: Any) -> AgentConfig:
-        """Create a VM running the agent, allowed to release ``parties``' keys."""
+           probes: tuple[str, ...] = (), **overrides: Any) -> AgentConfig:
+        """Create a VM running the agent, allowed to release ``parties``' keys and probing
+        ``probes``' keys for isolation."""
         vm_name = f"{name}-{self.suffix}"
         config = make_config(
             self.azurite,
             party=name, vm_name=vm_name,
             attestation={"endpoint": self.authority},
             identity={"client_id": client_id},
-            keys=[{"vault_url": self.vaults[p], "name": self.keys[p]} for p in parties],
+            keys=[self.ref(p) for p in parties],
+            isolation_probes=[self.ref(p) for p in probes],
             api={"listen": f"127.0.0.1:{free_port()}"},
             **overrides,
         )
@@ -93,13 +98,15 @@ class World:
 
 
 def startup_reports(config: AgentConfig, timeout: float = 40.0) -> list[Report]:
-    """Wait for the agent's start-up reports: attested/failed plus one per key."""
-    expected = len(config.keys)
+    """Wait for the agent's start-up reports: attested/failed plus one per allowed key and
+    one per isolation probe."""
+    expected = len(config.keys) + len(config.isolation_probes)
 
     def done(reports: list[Report]) -> bool:
         if any(r.event == "failed" and r.key_id is None for r in reports):
             return True
-        keyed = [r for r in reports if r.event in ("released", "release-denied", "failed")]
+        keyed = [r for r in reports if r.event in ("released", "release-denied", "failed",
+                                                   *ISOLATION_EVENTS)]
         return any(r.event == "attested" for r in reports) and len(keyed) >= expected
 
     return wait_reports(config, done, timeout=timeout)

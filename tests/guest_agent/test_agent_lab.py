@@ -1,7 +1,9 @@
 """The real agent on simulated CVMs in the lab, reporting to Azurite.
 
 World: contoso, fabrikam and woodgrove vaults, one key each. The aggregator VM's identity may
-release contoso's and fabrikam's keys, not woodgrove's, and its config lists all three.
+release contoso's and fabrikam's keys, not woodgrove's: its allow-list holds the first two and
+woodgrove's key is an isolation probe. The "leaky" VM's identity was granted a key wrongly: its
+probe is released by the vault, which the agent must report and never keep or serve.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def aggregator(world: World) -> tuple[AgentConfig, list[Report]]:
     with world.lab.activate():
         client_id = world.identity("aggregator", grants=["contoso", "fabrikam"])
         config = world.vm("aggregator", "confidential", client_id,
-                          ["contoso", "fabrikam", "woodgrove"])
+                          ["contoso", "fabrikam"], probes=("woodgrove",))
         reports = startup_reports(config)
         wait_for_api(f"http://{config.api.listen}")
     return config, reports
@@ -68,8 +70,7 @@ def test_attests_and_releases_own_and_granted_partner_keys(
         assert report.key_version and report.key_id.endswith(report.key_version)
     status = AgentClient(f"http://{config.api.listen}").status()
     states = {k["name"]: k["state"] for k in status["keys"]}
-    assert states == {"contoso-secret-key": "released", "fabrikam-secret-key": "released",
-                      "woodgrove-secret-key": "denied"}
+    assert states == {"contoso-secret-key": "released", "fabrikam-secret-key": "released"}
     assert status["attested"] is True
     claims = AgentClient(f"http://{config.api.listen}").claims()  # verified by the agent
     assert claims["x-ms-runtime"]["client-payload"]["nonce"] == config.orchestration.nonce
@@ -83,12 +84,14 @@ def test_attests_and_releases_own_and_granted_partner_keys(
                                                  public.public_numbers().e)
 
 
-def test_key_without_grant_is_reported_as_release_denied(
+def test_probe_of_a_key_without_grant_is_reported_as_the_vaults_refusal(
         world: World, aggregator: tuple[AgentConfig, list[Report]]) -> None:
     _, reports = aggregator
     (denied,) = _by_key(reports, world, "woodgrove")
-    assert denied.event == "release-denied"
-    assert denied.error and denied.error_code  # the vault's reason, verbatim
+    assert denied.event == "isolation-refused"
+    assert denied.key_id == f"{world.vaults['woodgrove']}/keys/{world.keys['woodgrove']}"
+    assert denied.error_code and denied.error_code.startswith("Forbidden")  # the vault's
+    assert denied.error  # reason, verbatim
     vault = world.vaults["woodgrove"].removeprefix("https://").split(".")[0]
     attempts = [a for a in world.lab.client.audit(key=world.keys["woodgrove"])
                 if a.get("vault") == vault]
@@ -181,20 +184,24 @@ def test_rotate_command_releases_and_reports_the_new_version(
 
 @pytest.fixture(scope="module")
 def side_vms(world: World) -> dict[str, tuple[AgentConfig, list[Report]]]:
-    """A trusted-launch VM (granted, but not confidential) and a confidential VM with the
-    sidecar's private-key release enabled; both booted before waiting for either."""
+    """A trusted-launch VM (granted, but not confidential), a confidential VM with the
+    sidecar's private-key release enabled, and a "leaky" one: granted Fabrikam's key by
+    mistake although its config probes it; all booted before waiting for any."""
     with world.lab.activate():
         tl_id = world.identity("tlaunch", grants=["contoso", "fabrikam"])
         sc_id = world.identity("sidecar", grants=["contoso"])
+        leak_id = world.identity("leaky", grants=["contoso", "fabrikam"])  # fabrikam: wrong
         vms = {
             "tlaunch": world.vm("tlaunch", "trusted-launch", tl_id, ["contoso", "fabrikam"]),
             "sidecar": world.vm("sidecar", "confidential", sc_id, ["contoso"],
-                                allow_private_key_release=True, heartbeat_seconds=1.0,
-                                isolation_probes=[{"vault_url": world.vaults["fabrikam"],
-                                                   "name": world.keys["fabrikam"]}]),
+                                probes=("fabrikam",), allow_private_key_release=True,
+                                heartbeat_seconds=1.0),
+            "leaky": world.vm("leaky", "confidential", leak_id, ["contoso"],
+                              probes=("fabrikam",), allow_private_key_release=True),
         }
     out = {name: (config, startup_reports(config)) for name, config in vms.items()}
-    wait_for_api(f"http://{vms['sidecar'].api.listen}")
+    for config in vms.values():
+        wait_for_api(f"http://{config.api.listen}")
     return out
 
 
@@ -210,7 +217,7 @@ def test_trusted_launch_vm_releases_nothing(
 def test_private_key_release_when_enabled_returns_the_vault_key(
         world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
     config, reports = side_vms["sidecar"]
-    assert [r.event for r in reports if r.key_id] == ["released"]
+    assert sorted(r.event for r in reports if r.key_id) == ["isolation-refused", "released"]
     with world.lab.activate():
         _, public = world.public_key("contoso")
     jwk = AgentClient(f"http://{config.api.listen}").release_private_key(
@@ -250,3 +257,57 @@ def test_isolation_check_shows_the_partner_vaults_refusal(
     assert (result["name"], result["released"], result["status"]) == (
         world.keys["fabrikam"], False, 403)
     assert "authorized" in result["message"].lower() or result["code"].startswith("Forbidden")
+
+
+def test_local_api_never_serves_a_probe_key_even_when_asked(
+        world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
+    """The sidecar may hand private keys to local callers, but only allow-listed ones: its
+    probe (Fabrikam's key, refused by the vault) is refused by the API before any vault."""
+    config, _ = side_vms["sidecar"]
+    client = AgentClient(f"http://{config.api.listen}")
+    with world.lab.activate():
+        vault = world.vaults["fabrikam"].removeprefix("https://").split(".")[0]
+        before = len([a for a in world.lab.client.audit(key=world.keys["fabrikam"])
+                      if a.get("vault") == vault])
+        sealed = _sealed(world, "fabrikam", b"fabrikam's data")
+    with pytest.raises(AgentError) as err:
+        client.release_private_key(world.vaults["fabrikam"], world.keys["fabrikam"])
+    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
+    with pytest.raises(AgentError) as err:
+        b"".join(client.decrypt_stream(sealed))
+    assert err.value.status == 403
+    assert [k["name"] for k in client.keys()] == [world.keys["contoso"]]  # noqa: SIM118
+    after = [a for a in world.lab.client.audit(key=world.keys["fabrikam"])
+             if a.get("vault") == vault]
+    assert len(after) == before  # the API did not even ask the vault
+
+
+def test_a_probe_the_vault_releases_is_reported_broken_and_never_kept_or_served(
+        world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
+    config, reports = side_vms["leaky"]
+    (broken,) = _by_key(reports, world, "fabrikam")
+    assert broken.event == "isolation-broken"
+    assert broken.error_code == "IsolationBroken" and broken.key_version is None
+    assert "discarded" in (broken.error or "")
+    # The vault really released it to this VM's identity (the wrong grant works) ...
+    with world.lab.activate():
+        vault = world.vaults["fabrikam"].removeprefix("https://").split(".")[0]
+        attempts = [a for a in world.lab.client.audit(key=world.keys["fabrikam"])
+                    if a.get("vault") == vault and a.get("decision") == "released"]
+        sealed = _sealed(world, "fabrikam", b"fabrikam's data")
+    assert attempts
+    # ... but the agent holds only its allowed key and serves nothing of Fabrikam's.
+    client = AgentClient(f"http://{config.api.listen}")
+    assert [(k["name"], k["state"]) for k in client.keys()] == [  # noqa: SIM118
+        (world.keys["contoso"], "released")]
+    with pytest.raises(AgentError) as err:
+        client.release_private_key(world.vaults["fabrikam"], world.keys["fabrikam"])
+    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
+    with pytest.raises(AgentError) as err:
+        b"".join(client.decrypt_stream(sealed))
+    assert err.value.status == 403
+    # The isolation check shows the release, and reports it again.
+    (result,) = client.isolation_check()
+    assert result["released"] is True
+    again = wait_reports(config, lambda rs: any(r.event == "isolation-broken" for r in rs))
+    assert {r.key_id for r in again if r.event == "isolation-broken"} == {broken.key_id}

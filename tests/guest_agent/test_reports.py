@@ -25,7 +25,8 @@ def test_reports_validate_against_the_published_schema() -> None:
     report = make_report(**BASE, event="released",
                          key_id="https://v.vault.azure.net/keys/k/abc", key_version="abc")
     jsonschema.validate(json.loads(report.to_json()), json_schema())
-    assert json.loads(report.to_json())["schema_version"] == 1
+    assert json.loads(report.to_json())["schema_version"] == 2
+    assert json_schema()["$id"].endswith("/guest-report/v2.json")
 
 
 def test_decode_accepts_base64_and_raw_json() -> None:
@@ -37,7 +38,7 @@ def test_decode_accepts_base64_and_raw_json() -> None:
 
 @pytest.mark.parametrize("content", [
     "not json", "W10=",  # base64 of []
-    json.dumps({"schema_version": 2}),
+    json.dumps({"schema_version": 3}),
     json.dumps({"schema_version": 1, "event": "released"}),
 ])
 def test_decode_rejects_bad_messages(content: str) -> None:
@@ -75,3 +76,27 @@ def test_schema_requires_the_version_on_the_wire() -> None:
     del document["schema_version"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, json_schema())
+
+
+PROBED = "https://fabrikam-kv.vault.azure.net/keys/fabrikam-secret-key"
+
+
+@pytest.mark.parametrize("event", ["isolation-refused", "isolation-broken"])
+def test_isolation_outcomes_are_version_2_events_about_one_key(event: str) -> None:
+    report = make_report(**BASE, event=event, key_id=PROBED, error_code="Forbidden",
+                         error="Caller is not authorized")
+    jsonschema.validate(json.loads(report.to_json()), json_schema())
+    assert decode_message(report.to_json()) == report
+    with pytest.raises(ValueError, match="key_id"):
+        make_report(**BASE, event=event)
+    # A v1 message cannot carry them: a v1 consumer would reject the event.
+    document = json.loads(report.to_json()) | {"schema_version": 1}
+    with pytest.raises(ReportError, match="schema_version 2"):
+        decode_message(json.dumps(document))
+
+
+def test_version_1_reports_of_agents_deployed_earlier_are_still_accepted() -> None:
+    document = json.loads(make_report(**BASE, event="release-denied", key_id=PROBED,
+                                      error_code="Forbidden").to_json())
+    document["schema_version"] = 1
+    assert decode_message(json.dumps(document)).event == "release-denied"
