@@ -25,6 +25,11 @@ bastion   —                   — (debug plans only)
 guest-    required            ``storage_account`` (the control plane's), ``principal_id`` (of
 access                        the party's identity), ``command_queue`` (its command queue);
                               deployed into the control plane's resource group
+data      required (data      ``principal_ids``: reader party → principal id of its identity,
+          owner)              for every party in the owner's ``releasable_by`` but the owner
+                              (like grants). The uploaders and the IP ranges the account admits
+                              come from the plan (the spec's ``data_uploaders`` and
+                              ``data_allowed_ip_ranges``)
 ========  ==================  ===============================================================
 
 Problems with the inputs raise :class:`DeploymentInputError` listing every problem; secret
@@ -36,7 +41,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +52,21 @@ __all__ = [
     "MODULES",
     "SECURE_INPUTS",
     "DeploymentInputError",
+    "data_readers",
     "deployment_name",
     "module_parameters",
     "module_path",
 ]
 
 MODULES: tuple[str, ...] = (
-    "network", "party", "grants", "cvm", "gateway", "bastion", "guest-access",
+    "network", "party", "grants", "cvm", "gateway", "bastion", "guest-access", "data",
 )
 BICEP_DIR = Path(__file__).resolve().parent.parent / "bicep" / "tenant"
 
 # keyword inputs whose values are secrets (never logged, never in errors)
 SECURE_INPUTS = frozenset({"admin_password", "ssh_public_key", "bootstrap_script"})
 
-_PARTY_MODULES = frozenset({"party", "grants", "cvm", "guest-access"})
+_PARTY_MODULES = frozenset({"party", "grants", "cvm", "guest-access", "data"})
 _PRINCIPAL_TYPES = ("ServicePrincipal", "User", "Group")
 # Linux user names Azure accepts for the admin account (and not one of its reserved names).
 _ADMIN_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -176,29 +182,34 @@ def _grants(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, 
     grants = plan.grants_for_key(party)
     if not grants:
         raise DeploymentInputError([f"the plan grants nobody release of {party!r}'s key"])
-    given = inputs.get("principal_ids")
-    if not isinstance(given, Mapping):
-        raise DeploymentInputError(
-            ["principal_ids is required: a mapping of grantee party to its identity's principal id"]
-        )
-    problems = []
-    principal_ids = []
-    for grant in grants:
-        value = given.get(grant.grantee)
-        if value is None:
-            problems.append(f"principal_ids has no principal id for grantee {grant.grantee!r}")
-        elif not _is_guid(value):
-            problems.append(f"principal_ids[{grant.grantee!r}] is not a GUID")
-        else:
-            principal_ids.append(str(value).lower())
-    if problems:
-        raise DeploymentInputError(problems)
     owner = plan.party(party)
     return {
         "vaultName": owner.vault_name,
         "keyName": owner.app_key_name,
-        "principalIds": principal_ids,
+        "principalIds": _principal_ids(inputs, [g.grantee for g in grants], "grantee"),
     }
+
+
+def _data(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
+    assert party is not None
+    owner = plan.party(party)
+    return {
+        "location": plan.location,
+        "storageAccountName": owner.storage_account_name,
+        "containerName": owner.data_container,
+        "vnetName": plan.network.vnet_name,
+        "vmSubnetName": plan.network.vm_subnet.name,
+        "allowedIpRanges": _ip_rules(map(ipaddress.ip_network, owner.data_allowed_ip_ranges),
+                                     storage=True),
+        "readerPrincipalIds": _principal_ids(inputs, data_readers(plan, party), "reader"),
+        "uploaderPrincipalIds": [u.lower() for u in owner.data_uploaders],
+    }
+
+
+def data_readers(plan: Plan, party: str) -> list[str]:
+    """The parties whose CVM identity may read ``party``'s data container: those allowed to
+    release its key, the owner itself excluded."""
+    return [g for g in plan.party(party).releasable_by if g != party]
 
 
 def _cvm(plan: Plan, party: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +322,7 @@ _BUILDERS: dict[str, _Builder] = {
     "gateway": _gateway,
     "bastion": _bastion,
     "guest-access": _guest_access,
+    "data": _data,
 }
 
 _ACCEPTED_INPUTS: dict[str, frozenset[str]] = {
@@ -324,6 +336,7 @@ _ACCEPTED_INPUTS: dict[str, frozenset[str]] = {
     "gateway": frozenset(),
     "bastion": frozenset(),
     "guest-access": frozenset({"storage_account", "principal_id", "command_queue"}),
+    "data": frozenset({"principal_ids"}),
 }
 
 
@@ -350,6 +363,30 @@ def _is_guid(value: Any) -> bool:
     return len(value) == 36
 
 
+def _principal_ids(inputs: dict[str, Any], parties: list[str], what: str) -> list[str]:
+    """The ``principal_ids`` input (party → its identity's principal id) for ``parties``, in
+    that order; parties not listed are ignored."""
+    given = inputs.get("principal_ids")
+    if not isinstance(given, Mapping):
+        raise DeploymentInputError(
+            [f"principal_ids is required: a mapping of {what} party to its identity's "
+             "principal id"]
+        )
+    problems = []
+    principal_ids = []
+    for party in parties:
+        value = given.get(party)
+        if value is None:
+            problems.append(f"principal_ids has no principal id for {what} {party!r}")
+        elif not _is_guid(value):
+            problems.append(f"principal_ids[{party!r}] is not a GUID")
+        else:
+            principal_ids.append(str(value).lower())
+    if problems:
+        raise DeploymentInputError(problems)
+    return principal_ids
+
+
 def _guid(inputs: dict[str, Any], name: str, problems: list[str]) -> str:
     value = inputs.get(name)
     if value is None:
@@ -367,7 +404,7 @@ def _ip_ranges(inputs: dict[str, Any], problems: list[str]) -> list[str]:
             "admits (the control plane's egress); pass [] to admit only the VM subnet"
         )
         return []
-    result = []
+    networks = []
     for item in value:
         try:
             network = ipaddress.ip_network(str(item), strict=True)
@@ -377,8 +414,20 @@ def _ip_ranges(inputs: dict[str, Any], problems: list[str]) -> list[str]:
         if network.version != 4 or not network.is_global:
             problems.append(f"allowed_ip_ranges: {item!r} is not a public IPv4 range")
             continue
-        # Key Vault ip rules take a bare address for a single host
-        result.append(str(network.network_address) if network.prefixlen == 32 else str(network))
+        networks.append(network)
+    return _ip_rules(networks)
+
+
+def _ip_rules(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network], *,
+              storage: bool = False) -> list[str]:
+    """Firewall ip rule values: a single host as a bare address (Key Vault and storage), and
+    for ``storage`` (whose rules take no /31 or /32 range) a /31 as its two addresses."""
+    result: list[str] = []
+    for network in networks:
+        if network.prefixlen == 32 or (storage and network.prefixlen == 31):
+            result += [str(address) for address in network]
+        else:
+            result.append(str(network))
     return result
 
 

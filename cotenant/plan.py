@@ -67,6 +67,7 @@ ESTIMATES: dict[str, float] = {
     "party": 60.0,
     "app-key": 10.0,
     "grants": 10.0,
+    "data": 30.0,  # the party's storage account, container and container-scoped grants
     "cvm": 150.0,
     "bootstrap": 60.0,
     "attest": 20.0,
@@ -150,6 +151,12 @@ class PartyPlan(_Frozen):
     storage_account_url: str
     data_container: str
     data_blob: str
+    # Entra object ids that may publish the sealed file (Storage Blob Data Contributor on the
+    # container); the spec's ``data_uploaders``.
+    data_uploaders: list[str] = []
+    # public IPv4 ranges the storage firewall admits besides the VM subnet (the spec's
+    # ``data_allowed_ip_ranges``)
+    data_allowed_ip_ranges: list[str] = []
 
 
 class KeyGrant(_Frozen):
@@ -390,6 +397,8 @@ def _party_plans(spec: TenantSpec, release_policy: dict) -> list[PartyPlan]:
                 storage_account_url=f"https://{account}.blob.core.windows.net",
                 data_container=f"{p.name}-data",
                 data_blob=f"{p.name}-data.csv.sealed",
+                data_uploaders=list(p.data_uploaders),
+                data_allowed_ip_ranges=[str(r) for r in p.data_allowed_ip_ranges],
             )
         )
     return plans

@@ -79,15 +79,20 @@ class NetworkSpec(_Model):
     @field_validator("*", mode="before")
     @classmethod
     def _no_host_bits(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                IPv4Network(value)
-            except ValueError as exc:
-                if "host bits set" in str(exc):
-                    network = IPv4Network(value, strict=False)
-                    message = f"{value} has host bits set (did you mean {network}?)"
-                    raise ValueError(message) from None
-        return value
+        return no_host_bits(value)
+
+
+def no_host_bits(value: Any) -> Any:
+    """Refuse a CIDR string with host bits set, naming the network it probably meant."""
+    if isinstance(value, str):
+        try:
+            IPv4Network(value)
+        except ValueError as exc:
+            if "host bits set" in str(exc):
+                network = IPv4Network(value, strict=False)
+                message = f"{value} has host bits set (did you mean {network}?)"
+                raise ValueError(message) from None
+    return value
 
 
 class ImageSpec(_Model):
@@ -158,6 +163,9 @@ class GatewaySpec(_Model):
         return value
 
 
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
 class Party(_Model):
     name: Annotated[str, Field(pattern=PARTY_NAME_PATTERN)]
     display_name: Annotated[str, Field(min_length=1, max_length=64)]
@@ -168,6 +176,46 @@ class Party(_Model):
         default_factory=list,
         description="Parties whose CVM may release this party's key (default: the party itself).",
     )
+    data_uploaders: list[str] = Field(
+        default_factory=list,
+        description="Entra object ids of the service principals (the party's publishing "
+        "pipelines or managed identities) that may write its sealed data file to its own "
+        "storage container.",
+        json_schema_extra={"items": {"type": "string", "pattern": _OBJECT_ID.pattern},
+                           "uniqueItems": True},
+    )
+
+    data_allowed_ip_ranges: list[IPv4Network] = Field(
+        default_factory=list,
+        description="Public IPv4 addresses or CIDR ranges the party's data storage admits "
+        "besides the tenant's VM subnet: where its uploaders publish from (default: none).",
+    )
+
+    @field_validator("data_allowed_ip_ranges", mode="before")
+    @classmethod
+    def _ranges_without_host_bits(cls, value: Any) -> Any:
+        return [no_host_bits(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("data_allowed_ip_ranges")
+    @classmethod
+    def _public_ranges(cls, value: list[IPv4Network]) -> list[IPv4Network]:
+        private = [str(network) for network in value if not network.is_global]
+        if private:
+            raise ValueError(f"{', '.join(private)}: not a public IPv4 range (the storage "
+                             "firewall admits the VM subnet by its service endpoint)")
+        return value
+
+    @field_validator("data_uploaders")
+    @classmethod
+    def _uploaders_are_object_ids(cls, value: list[str]) -> list[str]:
+        bad = [item for item in value if not _OBJECT_ID.match(item)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not an Entra object id (a GUID "
+                             "like 3f2504e0-4f89-41d3-9a0c-0305e82c3301)")
+        lowered = [item.lower() for item in value]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("an object id is listed twice")
+        return lowered
 
     @model_validator(mode="before")
     @classmethod

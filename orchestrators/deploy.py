@@ -2,8 +2,9 @@
 
 Phases come from the plan (``cotenant.plan``). Each party's own chain (CVM, bootstrap,
 attestation, verification) runs in a ``provision_party`` sub-orchestration; the steps that
-cross parties (identity and vault, app key, key-scoped grants) and the shared ones
-(network, gateway, Bastion) are scheduled here as soon as their dependencies are done. A CVM
+cross parties (identity and vault, app key, key-scoped grants, each party's data storage
+with read grants for the parties that may release its key) and the shared ones (network,
+gateway, Bastion) are scheduled here as soon as their dependencies are done. A CVM
 starts only after the grants on every key it may release exist, so its guest agent's first
 release attempts meet the final grants.
 """
@@ -132,6 +133,10 @@ def _party_state(progress: Progress, node: str, result: dict[str, Any]) -> None:
     if not party or party not in progress.status["parties"]:
         return
     state = progress.status["parties"][party]
+    if kind == "data":  # beside the party's chain: its storage, not a step of its state
+        state["data"] = "ready"
+        progress.publish()
+        return
     label = {"party": "identity+vault", "app-key": "app-key", "grants": "grants",
              "provision": "attested"}.get(kind, kind)
     state["state"] = label

@@ -6,7 +6,7 @@
 // - "cotenant tenant deployer", a custom role with exactly the management actions the tenant
 //   modules (bicep/tenant/*.bicep) need, plus resource-group create/delete;
 // - "Role Based Access Control Administrator", constrained by an ABAC condition to assigning and
-//   removing only the Key Vault and queue roles the tenant phases grant, only to service
+//   removing only the Key Vault, queue and blob roles the tenant phases grant, only to service
 //   principals (managed identities); to itself it can assign only "cotenant Key Operator"
 //   (below), never release or any other role. It can never grant Owner or Contributor.
 // It also defines "cotenant Key Operator", the custom role the party module gives the control
@@ -44,12 +44,15 @@ var roles = loadJsonContent('roles.json')
 var keyOperatorRoleId = guid(subscription().id, 'cotenant-key-operator', environmentName)
 
 // Roles the control plane grants to tenant principals other than itself (DES and platform
-// disk-key grants, per-key release grants, guest queue grants).
+// disk-key grants, per-key release grants, guest queue grants, container-scoped read and
+// publish grants on the parties' data containers).
 var tenantGrantRoles = [
   roles.keyVaultCryptoServiceEncryptionUser
   roles.keyVaultCryptoServiceReleaseUser
   roles.storageQueueDataMessageSender
   roles.storageQueueDataMessageProcessor
+  roles.storageBlobDataReader
+  roles.storageBlobDataContributor
 ]
 // Roles the control plane may assign (and remove) in tenant resource groups.
 var delegableRoles = concat([keyOperatorRoleId], tenantGrantRoles)
@@ -121,7 +124,7 @@ resource tenantDeployer 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, 'cotenant-tenant-deployer', environmentName)
   properties: {
     roleName: 'cotenant tenant deployer (${environmentName})'
-    description: 'Creates, deploys and deletes cotenant tenant resource groups: network, Key Vault, identities, disk encryption sets, confidential VMs, Application Gateway, Bastion. No data-plane access.'
+    description: 'Creates, deploys and deletes cotenant tenant resource groups: network, Key Vault, identities, disk encryption sets, confidential VMs, data storage accounts, Application Gateway, Bastion. No data-plane access.'
     type: 'CustomRole'
     assignableScopes: [
       subscription().id
@@ -151,9 +154,16 @@ resource tenantDeployer 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.KeyVault/locations/deletedVaults/purge/action'
           'Microsoft.KeyVault/locations/operationResults/read'
           'Microsoft.ManagedIdentity/userAssignedIdentities/*'
+          'Microsoft.Storage/storageAccounts/*'
           'Microsoft.Authorization/roleAssignments/read'
         ]
-        notActions: []
+        // the parties' data accounts are Entra-only: no account keys or SAS for the deployer
+        notActions: [
+          'Microsoft.Storage/storageAccounts/listKeys/action'
+          'Microsoft.Storage/storageAccounts/regeneratekey/action'
+          'Microsoft.Storage/storageAccounts/ListAccountSas/action'
+          'Microsoft.Storage/storageAccounts/ListServiceSas/action'
+        ]
         dataActions: []
         notDataActions: []
       }

@@ -151,10 +151,14 @@ var vmSubnet = {
     natGateway: {
       id: natGateway.id
     }
-    // The parties' Key Vaults admit the VM subnet through a service endpoint (network ACL).
+    // The parties' Key Vaults and data storage accounts admit the VM subnet through service
+    // endpoints (network ACLs); a storage account's virtual network rule needs the endpoint.
     serviceEndpoints: [
       {
         service: 'Microsoft.KeyVault'
+      }
+      {
+        service: 'Microsoft.Storage'
       }
     ]
   }

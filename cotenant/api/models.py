@@ -79,6 +79,11 @@ class PartyStatus(_Model):
                                      description="parties whose identity may release this key")
     cvm: str = "pending"
     bootstrap: str = "pending"
+    storage_account: str | None = Field(
+        default=None, description="the party's own storage account for its sealed data")
+    data_container: str | None = None
+    data: str = Field(default="pending", description="state of the party's data phase "
+                      "(storage account, container and read grants)")
     attested: bool = False
     attestation: dict[str, Any] | None = None
     releases: dict[str, ReleaseOutcome] = Field(

@@ -72,9 +72,9 @@ def operation(status: Any) -> Operation:
 
 def _party(name: str, parent: dict[str, Any], child: dict[str, Any] | None,
            plan_party: dict[str, Any] | None, grants: dict[str, list[str]],
-           debug: bool) -> PartyStatus:
+           debug: bool, tenant_lines: dict[str, Any]) -> PartyStatus:
     child = child or {}
-    lines = child.get("timeline") or {}
+    lines = {**tenant_lines, **(child.get("timeline") or {})}
     releases = child.get("releases") or parent.get("releases") or {}
     return PartyStatus(
         name=name,
@@ -88,6 +88,9 @@ def _party(name: str, parent: dict[str, Any], child: dict[str, Any] | None,
         grants_on_key=grants.get(name, (plan_party or {}).get("releasable_by", [])),
         cvm=(lines.get(f"cvm:{name}") or {}).get("state", "pending"),
         bootstrap=(lines.get(f"bootstrap:{name}") or {}).get("state", "pending"),
+        storage_account=(plan_party or {}).get("storage_account_name"),
+        data_container=(plan_party or {}).get("data_container"),
+        data=(lines.get(f"data:{name}") or {}).get("state", "pending"),
         attested=bool(child.get("attested") or parent.get("attested")),
         attestation=child.get("attestation"),
         releases=releases,
@@ -113,7 +116,8 @@ def tenant_status(deploy: Any, children: dict[str, Any], plan: dict[str, Any] | 
         if child:
             merged_timeline.update(child.get("timeline") or {})
             errors += [e for e in child.get("errors") or [] if e not in errors]
-        parties.append(_party(name, state, child, party_plans.get(name), grants, debug))
+        parties.append(_party(name, state, child, party_plans.get(name), grants, debug,
+                              custom.get("timeline") or {}))
     return TenantStatus(
         name=deploy.instance_id,
         runtime_status=runtime(deploy),

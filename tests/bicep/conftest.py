@@ -55,7 +55,7 @@ def inputs_for(module: str, *, password: bool = False) -> dict[str, Any]:
             "cvm_orchestrator_object_id": ORCHESTRATOR_ID,
             "allowed_ip_ranges": ["20.50.1.7", "52.10.0.0/28"],
         }
-    if module == "grants":
+    if module in ("grants", "data"):
         return {"principal_ids": PRINCIPALS}
     if module == "cvm":
         credential = {"admin_password": PASSWORD} if password else {"ssh_public_key": SSH_KEY}
@@ -67,7 +67,7 @@ def inputs_for(module: str, *, password: bool = False) -> dict[str, Any]:
 
 
 def party_for(module: str) -> str | None:
-    return "contoso" if module in {"party", "grants", "cvm", "guest-access"} else None
+    return "contoso" if module in {"party", "grants", "cvm", "guest-access", "data"} else None
 
 
 def evaluated(plan: Plan, module: str, party: str | None = None, **overrides: Any) -> Template:

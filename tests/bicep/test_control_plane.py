@@ -26,6 +26,8 @@ CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 USER_ACCESS_ADMIN = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
 QUEUE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 QUEUE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
+BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c989"
 KEY_OPERATOR_ROLE_ID = "0d6f2b9e-4a31-4c8e-b7f5-2e9a1c3d5f70"
 # Data actions that use a key's private half (or inject/extract material): the operator must
 # hold none of them, on any vault.
@@ -154,7 +156,8 @@ def test_role_assignment_rights_are_constrained_to_the_tenant_roles(main):
         assert depth >= 0
     assert depth == 0
     write_clause, delete_clause = condition.split(") AND ((")
-    builtin = {ENCRYPTION_ROLE_ID, RELEASE_ROLE_ID, QUEUE_SENDER, QUEUE_PROCESSOR}
+    builtin = {ENCRYPTION_ROLE_ID, RELEASE_ROLE_ID, QUEUE_SENDER, QUEUE_PROCESSOR, BLOB_READER,
+               BLOB_CONTRIBUTOR}
     assert _guids(delete_clause) == builtin  # plus the key operator role (a guid() call)
     assert "cotenant-key-operator" in delete_clause
     assert main.vars["delegableRoles"][0] == main.one("keyOperator").body["name"]
@@ -197,7 +200,11 @@ def test_the_deployer_role_has_no_data_actions_and_no_authorization_writes(main)
     providers = {a.split("/")[0] for a in actions}
     assert providers == {"Microsoft.Resources", "Microsoft.Network", "Microsoft.Compute",
                          "Microsoft.KeyVault", "Microsoft.ManagedIdentity",
-                         "Microsoft.Authorization"}
+                         "Microsoft.Storage", "Microsoft.Authorization"}
+    # the parties' data accounts are Entra-only: the deployer can read no key and make no SAS
+    assert {a.lower() for a in permissions["notActions"]} == {
+        f"microsoft.storage/storageaccounts/{action}/action"
+        for action in ("listkeys", "regeneratekey", "listaccountsas", "listservicesas")}
 
 
 def test_azure_yaml_points_azd_at_the_control_plane():

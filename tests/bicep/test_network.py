@@ -75,9 +75,10 @@ def test_vm_subnet_has_the_nsg_and_leaves_only_through_the_nat_gateway(plan):
     assert pip.properties["publicIPAllocationMethod"] == "Static"
 
 
-def test_vm_subnet_reaches_key_vault_through_its_service_endpoint(plan):
+def test_vm_subnet_reaches_key_vault_and_storage_through_service_endpoints(plan):
     vm = _subnets(evaluated(plan, "network"))["VMSubnet"]
-    assert vm["serviceEndpoints"] == [{"service": "Microsoft.KeyVault"}]
+    assert vm["serviceEndpoints"] == [{"service": "Microsoft.KeyVault"},
+                                      {"service": "Microsoft.Storage"}]
 
 
 def test_no_bastion_host_in_the_network_module(debug_plan):

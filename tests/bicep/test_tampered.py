@@ -81,6 +81,35 @@ def waf_problems(template: Template) -> list[str]:
         "WAF not preventing"]
 
 
+BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c989"
+
+
+def storage_problems(template: Template) -> list[str]:
+    (storage,) = template.of_type("Microsoft.Storage/storageAccounts")
+    props = storage.properties
+    problems = []
+    if props["allowSharedKeyAccess"] is not False:
+        problems.append("shared keys allowed")
+    if props["allowBlobPublicAccess"] is not False:
+        problems.append("anonymous blob access allowed")
+    if props["minimumTlsVersion"] != "TLS1_2" or props["supportsHttpsTrafficOnly"] is not True:
+        problems.append("TLS below 1.2 or plain HTTP")
+    if props["networkAcls"]["defaultAction"] != "Deny":
+        problems.append("firewall open by default")
+    (container,) = template.of_type("Microsoft.Storage/storageAccounts/blobServices/containers")
+    if container.properties["publicAccess"] != "None":
+        problems.append("public container")
+    for a in template.of_type("Microsoft.Authorization/roleAssignments"):
+        role = a.properties["roleDefinitionId"].args["resource_name_1"]
+        if str(a.body["scope"]) != "container":
+            problems.append(f"{a.symbol}: scope {a.body['scope']} is not the container")
+        expected = BLOB_READER if a.symbol == "readers" else BLOB_CONTRIBUTOR
+        if role != expected:
+            problems.append(f"{a.symbol}: role {role}")
+    return problems
+
+
 CASES = [
     ("grants", grant_problems, ("scope: key\n", "scope: vault\n")),
     ("grants", grant_problems, ("roles.keyVaultCryptoServiceReleaseUser)\n",
@@ -95,6 +124,14 @@ CASES = [
                            "          publicIPAddress: {\n            id: 'pip'\n          }\n"
                            "          subnet: {\n")),
     ("cvm", cvm_problems, ("    protectedSettings: {", "    settings: {")),
+    ("data", storage_problems, ("allowSharedKeyAccess: false", "allowSharedKeyAccess: true")),
+    ("data", storage_problems, ("allowBlobPublicAccess: false", "allowBlobPublicAccess: true")),
+    ("data", storage_problems, ("minimumTlsVersion: 'TLS1_2'", "minimumTlsVersion: 'TLS1_0'")),
+    ("data", storage_problems, ("defaultAction: 'Deny'", "defaultAction: 'Allow'")),
+    ("data", storage_problems, ("publicAccess: 'None'", "publicAccess: 'Blob'")),
+    ("data", storage_problems, ("  scope: container\n", "  scope: storage\n")),
+    ("data", storage_problems, ("roles.storageBlobDataReader)\n",
+                                "roles.storageBlobDataContributor)\n")),
     ("gateway", waf_problems, ("mode: 'Prevention'", "mode: 'Detection'")),
     ("gateway", tls_problems, ("protocol: 'Https'", "protocol: 'Http'")),
     ("gateway", tls_problems, ("policyName: 'AppGwSslPolicy20220101S'",

@@ -288,3 +288,13 @@ def test_ten_party_example_scales():
     assert all(p.release_policy["anyOf"][0]["allOf"][-1] == {
         "claim": "x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable", "equals": False}
         for p in plan.parties)
+
+
+def test_each_party_plan_carries_its_data_uploaders_and_ranges():
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["parties"][0]["data_uploaders"] = ["3f2504e0-4f89-41d3-9a0c-0305e82c3301"]
+    doc["parties"][0]["data_allowed_ip_ranges"] = ["20.61.7.9"]
+    contoso, fabrikam, _ = build_plan(parse_spec(doc)).parties
+    assert contoso.data_uploaders == ["3f2504e0-4f89-41d3-9a0c-0305e82c3301"]
+    assert contoso.data_allowed_ip_ranges == ["20.61.7.9/32"]
+    assert (fabrikam.data_uploaders, fabrikam.data_allowed_ip_ranges) == ([], [])

@@ -354,3 +354,45 @@ def test_gateway_identity_must_be_a_user_assigned_identity(doc, identity_id):
 def test_gateway_section_rejects_unknown_fields(doc):
     doc["gateway"]["http_redirect"] = True
     assert_problem(doc, "gateway.http_redirect", "unknown field")
+
+
+# ------------------------------------------------------------------ data storage of a party
+
+
+def test_data_uploaders_are_optional_entra_object_ids(doc):
+    assert all(p.data_uploaders == [] for p in parse_spec(doc).parties)
+    doc["parties"][0]["data_uploaders"] = ["3F2504E0-4F89-41D3-9A0C-0305E82C3301"]
+    assert parse_spec(doc).parties[0].data_uploaders == ["3f2504e0-4f89-41d3-9a0c-0305e82c3301"]
+
+
+@pytest.mark.parametrize("bad", ["alice@contoso.com", "3f2504e0-4f89-41d3-9a0c", "",
+                                 "3f2504e04f8941d39a0c0305e82c3301",
+                                 "{3f2504e0-4f89-41d3-9a0c-0305e82c3301}"])
+def test_a_non_guid_uploader_is_refused_naming_it(doc, bad):
+    doc["parties"][1]["data_uploaders"] = ["3f2504e0-4f89-41d3-9a0c-0305e82c3301", bad]
+    assert_problem(doc, "parties[1].data_uploaders", f"{bad!r}: not an Entra object id")
+
+
+def test_an_uploader_listed_twice_is_refused(doc):
+    doc["parties"][0]["data_uploaders"] = ["3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+                                           "3F2504E0-4F89-41D3-9A0C-0305E82C3301"]
+    assert_problem(doc, "parties[0].data_uploaders", "listed twice")
+
+
+def test_data_allowed_ip_ranges_must_be_public_ipv4_networks(doc):
+    doc["parties"][0]["data_allowed_ip_ranges"] = ["20.61.7.9", "52.12.0.0/28"]
+    assert [str(r) for r in parse_spec(doc).parties[0].data_allowed_ip_ranges] == [
+        "20.61.7.9/32", "52.12.0.0/28"]
+    doc["parties"][0]["data_allowed_ip_ranges"] = ["10.0.1.0/24"]
+    assert_problem(doc, "parties[0].data_allowed_ip_ranges", "not a public IPv4 range")
+    doc["parties"][0]["data_allowed_ip_ranges"] = ["52.12.0.1/28"]
+    assert_problem(doc, "parties[0].data_allowed_ip_ranges", "did you mean 52.12.0.0/28?")
+
+
+def test_schema_describes_the_uploader_ids(doc):
+    schema = spec_json_schema()
+    doc["parties"][0]["data_uploaders"] = ["3f2504e0-4f89-41d3-9a0c-0305e82c3301"]
+    jsonschema.validate(doc, schema)
+    doc["parties"][0]["data_uploaders"] = ["alice"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
