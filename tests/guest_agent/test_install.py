@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import configparser
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,11 +121,103 @@ def test_config_file_form_for_the_control_plane_bootstrap(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
-def test_systemd_rates_the_unit_as_well_hardened() -> None:
+@pytest.mark.parametrize("unit", [UNIT.name, "cotenant-analytics.service"])
+def test_systemd_rates_the_unit_as_well_hardened(unit: str) -> None:
     result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
-                             str(UNIT)], capture_output=True, text=True, timeout=60)
+                             str(INSTALL / unit)], capture_output=True, text=True, timeout=60)
     if "Unknown option" in result.stderr or "unrecognized option" in result.stderr:
         pytest.skip("systemd-analyze is too old for --offline")
     line = next(x for x in result.stdout.splitlines() if "Overall exposure level" in x)
     exposure = float(line.split(":", 1)[1].split()[0])
     assert exposure <= 2.0, result.stdout
+
+
+# --- the analytics app's unit and install (bootstrap.sh --app-config-file)
+
+APP_UNIT = INSTALL / "cotenant-analytics.service"
+
+
+def _unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(path)
+    return parser
+
+
+def _all_values(path: Path, section: str, key: str) -> list[str]:
+    """Every value of a repeatable directive (configparser keeps only the last one)."""
+    current, values = "", []
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and line.startswith(f"{key}="):
+            values.append(line.split("=", 1)[1])
+    return values
+
+
+def test_app_unit_runs_unprivileged_with_only_the_port_80_capability() -> None:
+    from cotenant.appconfig import APP_STATE_DIR
+    from cotenant.cloud.bootstrap import APP_CONFIG_PATH
+
+    unit = _unit(APP_UNIT)
+    service = unit["Service"]
+    expected = {
+        "User": "cotenant-app", "Group": "cotenant-app",
+        "AmbientCapabilities": "CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+        "PrivateTmp": "yes", "PrivateDevices": "yes", "LimitCORE": "0", "MemorySwapMax": "0",
+        "RestrictSUIDSGID": "yes", "RestrictNamespaces": "yes", "LockPersonality": "yes",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+        "SystemCallArchitectures": "native",
+        "StateDirectory": APP_STATE_DIR.name, "StateDirectoryMode": "0700", "UMask": "0077",
+    }
+    for key, value in expected.items():
+        assert service.get(key) == value, key
+    assert "User" in service and service["User"] != "root" and "DynamicUser" not in service
+    assert "SupplementaryGroups" not in service  # not in tss: no vTPM for the app
+    filters = _all_values(APP_UNIT, "Service", "SystemCallFilter")
+    assert filters[0] == "@system-service" and "~@privileged" in filters[1]
+    read_only = service["ReadOnlyPaths"].split()
+    assert str(Path(APP_CONFIG_PATH).parent) in read_only and "/opt/cotenant-app" in read_only
+    assert "/etc/cotenant" in service["InaccessiblePaths"]  # the agent's configuration
+    assert service["ExecStart"] == (
+        f"/opt/cotenant-app/venv/bin/python -m workloads.analytics --config {APP_CONFIG_PATH} "
+        "--host 0.0.0.0 --port 80 --workers 2")
+    after = unit["Unit"]["After"].split()
+    wants = unit["Unit"]["Wants"].split()
+    assert "cotenant-guest-agent.service" in after and "cotenant-guest-agent.service" in wants
+
+
+def test_dry_run_with_an_app_installs_and_starts_it_after_the_agent(tmp_path: Path) -> None:
+    result = _dry_run(tmp_path, "--app-config-file", "/etc/cotenant-analytics/app.toml")
+    assert result.returncode == 0, result.stderr
+    plan = result.stdout
+    assert "useradd --system --no-create-home --home-dir /nonexistent --shell " \
+           "/usr/sbin/nologin --user-group cotenant-app" in plan
+    assert "-r " + str(tmp_path) + "/cotenant-bundle.dryrun/analytics.lock" in plan
+    assert "(0640 root:cotenant-app)" in plan
+    assert f"{tmp_path}/etc/systemd/system/cotenant-analytics.service" in plan
+    assert plan.index("systemctl enable --now cotenant-guest-agent.service") < \
+        plan.index("systemctl restart cotenant-analytics.service")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_an_app_nothing_of_it_is_installed(tmp_path: Path) -> None:
+    result = _dry_run(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cotenant-app" not in result.stdout and "analytics" not in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+@pytest.mark.parametrize("unit", ["cotenant-guest-agent.service", "cotenant-analytics.service"])
+def test_systemd_verifies_the_unit(unit: str, tmp_path: Path) -> None:
+    """``systemd-analyze verify`` needs ExecStart's program: the venv's python is replaced by
+    this machine's for the check only."""
+    text = (INSTALL / unit).read_text()
+    assert re.search(r"^ExecStart=/opt/cotenant-[a-z]+/venv/bin/python ", text, re.M)
+    (tmp_path / unit).write_text(
+        re.sub(r"/opt/cotenant-[a-z]+/venv/bin/python", sys.executable, text))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / unit)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobClient, ContainerClient
 
@@ -58,6 +63,11 @@ def open_sealed_blob(partner: Partner, credential: TokenCredential | None = None
     except ResourceNotFoundError:
         raise PublicError(
             f"{partner.display_name}'s sealed file was not found in its storage"
+        ) from None
+    except ClientAuthenticationError as exc:  # no token from IMDS, or storage refused it
+        status = f" ({exc.status_code})" if exc.status_code else ""
+        raise PublicError(
+            f"this VM's identity could not read {partner.display_name}'s storage{status}"
         ) from None
     except HttpResponseError as exc:
         raise PublicError(
