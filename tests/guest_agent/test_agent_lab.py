@@ -259,27 +259,37 @@ def test_isolation_check_shows_the_partner_vaults_refusal(
     assert "authorized" in result["message"].lower() or result["code"].startswith("Forbidden")
 
 
+def _attempts_on(world: World, party: str, config: AgentConfig) -> list[str]:
+    """The decisions of ``party``'s vault on its key for the identity of ``config``'s VM."""
+    caller = next(i["principal_id"] for i in world.lab.client.identities()
+                  if i["client_id"] == config.identity.client_id)
+    vault = world.vaults[party].removeprefix("https://").split(".")[0]
+    return [a["decision"] for a in world.lab.client.audit(key=world.keys[party])
+            if a.get("vault") == vault and a.get("caller") == caller]
+
+
+def _serves_nothing_of(client: AgentClient, world: World, party: str) -> None:
+    """Neither the private key nor a file sealed to ``party``'s key, however asked."""
+    with world.lab.activate():
+        sealed = _sealed(world, party, f"{party}'s data".encode())
+    with pytest.raises(AgentError) as err:
+        client.release_private_key(world.vaults[party], world.keys[party])
+    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
+    with pytest.raises(AgentError) as err:
+        b"".join(client.decrypt_stream(sealed))
+    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
+    assert [k["name"] for k in client.keys()] == [world.keys["contoso"]]  # noqa: SIM118
+
+
 def test_local_api_never_serves_a_probe_key_even_when_asked(
         world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
     """The sidecar may hand private keys to local callers, but only allow-listed ones: its
     probe (Fabrikam's key, refused by the vault) is refused by the API before any vault."""
     config, _ = side_vms["sidecar"]
-    client = AgentClient(f"http://{config.api.listen}")
-    with world.lab.activate():
-        vault = world.vaults["fabrikam"].removeprefix("https://").split(".")[0]
-        before = len([a for a in world.lab.client.audit(key=world.keys["fabrikam"])
-                      if a.get("vault") == vault])
-        sealed = _sealed(world, "fabrikam", b"fabrikam's data")
-    with pytest.raises(AgentError) as err:
-        client.release_private_key(world.vaults["fabrikam"], world.keys["fabrikam"])
-    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
-    with pytest.raises(AgentError) as err:
-        b"".join(client.decrypt_stream(sealed))
-    assert err.value.status == 403
-    assert [k["name"] for k in client.keys()] == [world.keys["contoso"]]  # noqa: SIM118
-    after = [a for a in world.lab.client.audit(key=world.keys["fabrikam"])
-             if a.get("vault") == vault]
-    assert len(after) == before  # the API did not even ask the vault
+    before = _attempts_on(world, "fabrikam", config)
+    assert before and set(before) == {"denied"}  # the start-up probe (+ isolation checks)
+    _serves_nothing_of(AgentClient(f"http://{config.api.listen}"), world, "fabrikam")
+    assert _attempts_on(world, "fabrikam", config) == before  # the API asked no vault
 
 
 def test_a_probe_the_vault_releases_is_reported_broken_and_never_kept_or_served(
@@ -290,22 +300,11 @@ def test_a_probe_the_vault_releases_is_reported_broken_and_never_kept_or_served(
     assert broken.error_code == "IsolationBroken" and broken.key_version is None
     assert "discarded" in (broken.error or "")
     # The vault really released it to this VM's identity (the wrong grant works) ...
-    with world.lab.activate():
-        vault = world.vaults["fabrikam"].removeprefix("https://").split(".")[0]
-        attempts = [a for a in world.lab.client.audit(key=world.keys["fabrikam"])
-                    if a.get("vault") == vault and a.get("decision") == "released"]
-        sealed = _sealed(world, "fabrikam", b"fabrikam's data")
-    assert attempts
+    assert _attempts_on(world, "fabrikam", config) == ["released"]
     # ... but the agent holds only its allowed key and serves nothing of Fabrikam's.
     client = AgentClient(f"http://{config.api.listen}")
-    assert [(k["name"], k["state"]) for k in client.keys()] == [  # noqa: SIM118
-        (world.keys["contoso"], "released")]
-    with pytest.raises(AgentError) as err:
-        client.release_private_key(world.vaults["fabrikam"], world.keys["fabrikam"])
-    assert (err.value.status, err.value.code) == (403, "KeyNotAllowed")
-    with pytest.raises(AgentError) as err:
-        b"".join(client.decrypt_stream(sealed))
-    assert err.value.status == 403
+    assert [k["state"] for k in client.keys()] == ["released"]  # noqa: SIM118 (contoso's)
+    _serves_nothing_of(client, world, "fabrikam")
     # The isolation check shows the release, and reports it again.
     (result,) = client.isolation_check()
     assert result["released"] is True
