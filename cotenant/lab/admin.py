@@ -83,6 +83,7 @@ def vm_json(vm: Vm, supervisor: VmSupervisor) -> dict[str, Any]:
                               if c in identities],
             "provisioning_state": "Succeeded",
             "agent_running": supervisor.agent_running(vm.name),
+            "agent_pid": supervisor.agent_pid(vm.name),
             "security_type": SECURITY_TYPES[vm.kind],
             "directory": str(supervisor.directory(vm.name))}
 

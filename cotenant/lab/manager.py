@@ -4,11 +4,15 @@ Not ARM REST: a small management API (wrapped by ``LabClient``) at the ``cotenan
 level. A deployment names a module of ``bicep/tenant`` (``cotenant.deployments.MODULES``) and
 passes plain parameter values; they are checked against the parameters the real ``.bicep``
 file declares (``cotenant.bicep_params``): unknown, missing or mistyped parameters are refused
-(400, naming each parameter). Accepted deployments run asynchronously: ``Running`` until the
-module's provisioning latency (the plan's phase estimates × ``latency_scale``) has passed, then
-the module is materialised in the lab and the deployment is ``Succeeded`` with outputs shaped
-like the Bicep outputs, or ``Failed`` with an error code and message. Re-deploying the same
-name with the same parameters returns the existing deployment (idempotent).
+(400, naming each parameter). Accepted deployments run asynchronously, as in ARM: the module is
+materialised in the lab at once, in the background (resources appear while a deployment runs;
+a CVM boots and its bootstrap starts the guest agent during its deployment), and the deployment
+stays ``Running`` until the module's provisioning latency (the plan's phase estimates ×
+``latency_scale``) has passed and the materialisation is done; then it is ``Succeeded`` with
+outputs shaped like the Bicep outputs, or ``Failed`` with an error code and message. A due
+deployment is finished by the background tick or by the first read after its time, whichever
+comes first, so a busy lab does not report completions late. Re-deploying the same name with
+the same parameters returns the existing deployment (idempotent).
 
 Routes: ``PUT|GET|DELETE /lab/resourcegroups/{rg}`` (``{location, tags}``),
 ``PUT|GET /lab/resourcegroups/{rg}/deployments/{name}`` (``{module, parameters}``),
@@ -33,6 +37,7 @@ import re
 import threading
 import time
 import tomllib
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -108,7 +113,11 @@ class ResourceManager:
         self.store, self.identity, self.vaults, self.vms = store, identity, vaults, vms
         self.faults = faults or FaultInjector()
         self.latency_scale = DEFAULT_LATENCY_SCALE if latency_scale is None else latency_scale
-        self._secure: dict[str, dict[str, Any]] = {}  # deployment key -> secure inputs
+        # deployment key -> its materialisation (running or done; its result = the outputs)
+        self._work: dict[str, Future[dict[str, Any]]] = {}
+        self._work_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lab-deploy")
+        self._deleting: set[str] = set()  # resource groups whose deletion is under way
         self._task: asyncio.Task[None] | None = None
 
     # -- ids -------------------------------------------------------------------------------
@@ -177,8 +186,6 @@ class ResourceManager:
         if problems:
             raise HttpError(400, "InvalidTemplateDeployment",
                             f"deployment {name} ({module}.bicep): " + "; ".join(problems))
-        secure = {n for n, info in declared.items() if info.secure}
-        plain = {k: v for k, v in parameters.items() if k not in secure}
         digest = _digest(module, parameters)
         key = f"{rg}/{name}"
         with self.store.edit() as state:
@@ -193,47 +200,67 @@ class ResourceManager:
             record = DeploymentRecord(resource_group=rg, name=name, module=module,
                                       parameters_digest=digest, ready_at=time.time() + delay)
             state.deployments[key] = record
-        self._secure[key] = {"plain": plain, "all": parameters}
+        with self._work_lock:
+            self._work[key] = self._pool.submit(
+                getattr(self, f"_deploy_{module}"), rg, parameters)
         return record
 
     def get_deployment(self, rg: str, name: str) -> DeploymentRecord:
-        record = self.store.read().deployments.get(f"{rg}/{name}")
+        key = f"{rg}/{name}"
+        record = self.store.read().deployments.get(key)
         if record is None:
             raise HttpError(404, "DeploymentNotFound", f"deployment {name} not found in {rg}")
+        if record.state == "Running" and record.ready_at <= time.time():
+            self._finish_if_done(key, record)
         return record
 
     def tick(self) -> None:
-        """Finish due deployments and resource group deletions (called periodically)."""
+        """Finish due deployments and start due resource group deletions (periodically)."""
         now = time.time()
         state = self.store.read()
         for group in list(state.resource_groups.values()):
-            if group.state == "Deleting" and group.delete_at <= now:
-                self._delete_group(group.name)
+            if group.state == "Deleting" and group.delete_at <= now \
+                    and group.name not in self._deleting:
+                self._deleting.add(group.name)
+                self._pool.submit(self._delete_group, group.name).add_done_callback(
+                    lambda _, name=group.name: self._deleting.discard(name))
         for key, record in list(state.deployments.items()):
             if record.state == "Running" and record.ready_at <= now:
-                self._finish(key, record)
+                self._finish_if_done(key, record)
 
-    def _finish(self, key: str, record: DeploymentRecord) -> None:
-        inputs = self._secure.pop(key, None)
+    def _finish_if_done(self, key: str, record: DeploymentRecord) -> None:
+        """Finish a due deployment once its materialisation is done (exactly once)."""
+        with self._work_lock:
+            work = self._work.get(key)
+            if work is not None and not work.done():
+                return
+            self._work.pop(key, None)
+            if record.state != "Running":
+                return
+            self._finish(record, work)
+
+    def _finish(self, record: DeploymentRecord, work: Future[dict[str, Any]] | None) -> None:
         try:
-            if inputs is None:
+            if work is None:
                 raise DeploymentFailed("DeploymentInterrupted", "the lab restarted while the "
                                        "deployment was running; deploy again")
+            outputs = work.result()
             fault = self.faults.pick("deployments", "PUT",
                                      f"/{record.resource_group}/{record.name}/{record.module}")
             if fault is not None and fault.kind in ("error", "throttle"):
                 raise DeploymentFailed(_FAULT_CODES.get(fault.status, "InternalServerError"),
                                        "the deployment failed (lab fault injection)")
-            outputs = getattr(self, f"_deploy_{record.module}")(record.resource_group,
-                                                               inputs["all"])
             with self.store.edit():
                 record.state, record.outputs = "Succeeded", outputs
-        except DeploymentFailed as exc:
-            with self.store.edit():
-                record.state, record.error_code, record.error = "Failed", exc.code, exc.message
-        except HttpError as exc:
-            with self.store.edit():
-                record.state, record.error_code, record.error = "Failed", exc.code, exc.message
+        except (DeploymentFailed, HttpError) as exc:
+            self._fail(record, exc.code, exc.message)
+        except Exception as exc:  # a lab defect must not leave the deployment Running forever
+            self._fail(record, "InternalServerError",
+                       f"the lab could not deploy {record.module}: {type(exc).__name__}")
+
+    def _fail(self, record: DeploymentRecord, code: str, message: str) -> None:
+        with self.store.edit():
+            record.state, record.error_code, record.error = "Failed", code, message
 
     # -- module materialisation ------------------------------------------------------------
     def _record(self, rg: str, arm_id: str, properties: dict[str, Any]) -> None:
@@ -376,6 +403,7 @@ class ResourceManager:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:

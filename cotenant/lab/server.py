@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cotenant.lab.admin import AdminApi, AdminAuth
+from cotenant.lab.agent_zygote import SCRUBBED
 from cotenant.lab.ca import LabCA, write_private
 from cotenant.lab.endpoints import LabEndpoints
 from cotenant.lab.faults import FaultInjector, FaultMiddleware, FaultRule
@@ -190,6 +191,11 @@ class Lab:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        # The lab never uses the operator's credentials: drop them before the agents' zygote
+        # starts (it imports while the servers start), so no VM process inherits them.
+        for name in SCRUBBED:
+            os.environ.pop(name, None)
+        self.vms.launcher.warm()
         tasks = [asyncio.create_task(server.serve(sockets=[socks[name]]))
                  for server, name in zip(self._servers, apps, strict=True)]
         while not all(s.started for s in self._servers):

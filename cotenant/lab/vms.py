@@ -3,8 +3,9 @@
 Creating a VM provisions its software vTPM (``<lab>/vms/<name>/``) and registers the VM's
 hardware key with the attestation service (the lab state). Booting recreates the ephemeral
 key and, when the VM has a guest agent configuration (``agent.toml``, written from the cvm
-deployment's bootstrap parameter — the Custom Script extension's job), starts
-``python -m guest_agent run --config agent.toml`` with the lab environment of that VM:
+deployment's bootstrap parameter — the Custom Script extension's job), starts the agent
+(``guest_agent run --config agent.toml``, forked from a pre-imported zygote:
+``cotenant.lab.agent_zygote``) with the lab environment of that VM:
 ``COTENANT_LAB_VTPM_DIR``, ``COTENANT_LAB_ATTESTATION_URL``, ``AZURE_POD_IDENTITY_AUTHORITY_HOST``
 (its IMDS), ``COTENANT_LAB_IMDS_URL``, ``HTTPS_PROXY``/``NO_PROXY`` and the CA bundle.
 """
@@ -15,21 +16,45 @@ import contextlib
 import importlib.util
 import os
 import signal
-import subprocess
-import sys
+import time
 from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from cotenant.lab.agent_zygote import AgentLauncher
 from cotenant.lab.claims import VM_KINDS
 from cotenant.lab.http import HttpError
 from cotenant.lab.state import StateStore, Vm
 from cotenant.lab.vtpm import SoftwareVTPM
 
-# Variables a VM process must not inherit from the lab (the operator's credentials).
-_SCRUBBED = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET",
-             "IMDS_ENDPOINT", "AZURE_CLIENT_SECRET", "COTENANT_LAB_ADMIN_TOKEN")
+
+def _signal(process: BaseProcess, sig: int) -> None:
+    """Signal the agent's process group (its own session), or the process itself if it has
+    not yet made one."""
+    assert process.pid is not None
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+
+
+def _alive(process: BaseProcess) -> bool:
+    """Whether the agent process still runs (a zombie awaiting its reaper does not)."""
+    assert process.pid is not None
+    if not os.path.isdir("/proc/self"):  # no procfs: a zombie counts as running
+        try:
+            os.kill(process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        with open(f"/proc/{process.pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def _valid_name(name: str) -> bool:
@@ -43,7 +68,8 @@ class VmSupervisor:
         self.store = store
         self.vm_env = vm_env
         self.root = store.directory / "vms"
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._processes: dict[str, BaseProcess] = {}
+        self.launcher = AgentLauncher()
 
     def directory(self, name: str) -> Path:
         return self.root / name
@@ -95,31 +121,29 @@ class VmSupervisor:
         config = self.directory(vm.name) / "agent.toml"
         if not config.exists() or importlib.util.find_spec("guest_agent") is None:
             return
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
-        env.update(self.vm_env(vm))
-        log = open(self.directory(vm.name) / "agent.log", "ab")  # noqa: SIM115 - child owns it
-        self._processes[vm.name] = subprocess.Popen(
-            [sys.executable, "-m", "guest_agent", "run", "--config", str(config)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.directory(vm.name), start_new_session=True,
-        )
-        log.close()
+        directory = self.directory(vm.name)
+        self._processes[vm.name] = self.launcher.start(
+            config, {**os.environ, **self.vm_env(vm)}, directory, directory / "agent.log")
 
     def agent_running(self, name: str) -> bool:
         process = self._processes.get(name)
-        return process is not None and process.poll() is None
+        return process is not None and _alive(process)
+
+    def agent_pid(self, name: str) -> int | None:
+        return self._processes[name].pid if self.agent_running(name) else None
 
     def stop(self, name: str, *, mark: bool = False) -> None:
         process = self._processes.pop(name, None)
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        # Judge by the pid, not by multiprocessing's view: that comes from the zygote, which
+        # may already be gone (it shares the lab's process group and its SIGTERM).
+        if process is not None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                _signal(process, sig)
+                deadline = time.monotonic() + 5
+                while _alive(process) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if not _alive(process):
+                    break
         if mark:
             with self.store.edit() as state:
                 if name in state.vms:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 from azure.storage.queue import QueueClient
@@ -47,6 +49,13 @@ def test_guest_agent_in_a_simulated_cvm_releases_its_key(lab_env: RunningLab,
             time.sleep(0.25)
         assert released, "the agent did not release its key"
         assert released[0]["caller"] == key.releaser["principal_id"]
+        pid = created["agent_pid"]
+        # the agent (now releasing) is its own session (the lab stops it as a group), runs in
+        # its VM's directory, and its process never held the operator's identity variables
+        assert os.getsid(pid) == pid
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"IDENTITY_HEADER=" not in environ and b"IDENTITY_ENDPOINT=" not in environ
+        assert Path(f"/proc/{pid}/cwd").resolve() == Path(created["directory"]).resolve()
         # and it reports to the control plane's queue
         queue = QueueClient.from_connection_string(azurite.connection_string, reports)
         while time.monotonic() < deadline and not list(queue.peek_messages(max_messages=1)):
@@ -54,3 +63,5 @@ def test_guest_agent_in_a_simulated_cvm_releases_its_key(lab_env: RunningLab,
         assert list(queue.peek_messages(max_messages=1)), "no guest report"
     finally:
         client.delete_vm(vm)
+    assert not Path(f"/proc/{pid}").exists() or \
+        Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", "agent still running"

@@ -1,0 +1,72 @@
+"""A simulated CVM's guest agent never outlives its lab: not on a clean stop, not on a kill."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cotenant.azurite import Azurite, free_port
+from cotenant.lab.testing import RunningLab, running_lab
+from guest_agent.config import AgentConfig
+from tests.lab.helpers import make_skr_key, unique
+
+pytestmark = [pytest.mark.azurite, pytest.mark.slow]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _gone(pids: list[int], timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_running(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if _running(p)]
+
+
+def _boot_agents(lab: RunningLab, azurite: Azurite, count: int) -> list[int]:
+    with lab.activate():
+        key = make_skr_key(lab)
+    pids = []
+    for _ in range(count):
+        config = AgentConfig(
+            tenant="lifetime", party="contoso", vm_name="lifetime-vm",
+            orchestration={"instance": "lifetime", "nonce": "nonce-0123456789"},
+            attestation={"endpoint": lab.client.endpoints.attestation_url},
+            identity={"client_id": key.releaser["client_id"]},
+            keys=[{"vault_url": key.vault_url, "name": key.name}],
+            queues={"reports_url": f"{azurite.queue_url}/{unique('reports')}",
+                    "commands_url": f"{azurite.queue_url}/{unique('commands')}",
+                    "connection_string": azurite.connection_string},
+            api={"listen": f"127.0.0.1:{free_port()}"},
+        )
+        vm = lab.client.create_vm(unique("life"), "confidential",
+                                  identities=[key.releaser["client_id"]],
+                                  agent_config=config.to_toml())
+        assert vm["agent_running"], vm
+        pids.append(vm["agent_pid"])
+    return pids
+
+
+def test_agents_stop_with_the_lab_and_die_with_a_killed_one(tmp_path: Path,
+                                                             azurite: Azurite) -> None:
+    with running_lab(tmp_path / "lab") as lab:
+        pids = _boot_agents(lab, azurite, 2)
+        time.sleep(1.0)  # well into their start-up
+        assert all(_running(p) for p in pids)
+        lab.stop()  # SIGTERM to the lab's process group (which the agents are not in)
+        assert _gone(pids) == [], "an agent outlived a stopped lab"
+
+        lab.start()  # the VMs were running: they boot again, with new agents
+        rebooted = [vm["agent_pid"] for vm in lab.client.vms() if vm["agent_running"]]
+        assert len(rebooted) == 2 and not set(rebooted) & set(pids)
+        assert lab.process is not None
+        lab.process.send_signal(signal.SIGKILL)  # the lab alone, no clean-up
+        lab.process.wait(timeout=10)
+        assert _gone(rebooted) == [], "an agent outlived a killed lab"
