@@ -158,6 +158,7 @@ def _all_values(path: Path, section: str, key: str) -> list[str]:
 def test_app_unit_runs_unprivileged_with_only_the_port_80_capability() -> None:
     from cotenant.appconfig import APP_STATE_DIR
     from cotenant.cloud.bootstrap import APP_CONFIG_PATH
+    from cotenant.plan import VM_BACKEND_PORT  # where the application gateway sends traffic
 
     unit = _unit(APP_UNIT)
     service = unit["Service"]
@@ -183,7 +184,7 @@ def test_app_unit_runs_unprivileged_with_only_the_port_80_capability() -> None:
     assert "/etc/cotenant" in service["InaccessiblePaths"]  # the agent's configuration
     assert service["ExecStart"] == (
         f"/opt/cotenant-app/venv/bin/python -m workloads.analytics --config {APP_CONFIG_PATH} "
-        "--host 0.0.0.0 --port 80 --workers 2")
+        f"--host 0.0.0.0 --port {VM_BACKEND_PORT} --workers 2")
     after = unit["Unit"]["After"].split()
     wants = unit["Unit"]["Wants"].split()
     assert "cotenant-guest-agent.service" in after and "cotenant-guest-agent.service" in wants

@@ -7,7 +7,7 @@ the config: the party's user-assigned identity; the partner granted it read acce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, cast
 
 from azure.core.credentials import TokenCredential
@@ -52,9 +52,7 @@ def open_sealed_blob(partner: Partner, credential: TokenCredential | None = None
                      **options: Any) -> BinaryIO:
     """A readable stream of the sealed file (downloaded in chunks as it is read).
     ``credential`` is used when the partner has no (lab) connection string."""
-    where = partner.location
-    location = DataLocation(where.account_url, where.container, where.blob,
-                            where.connection_string)
+    location = DataLocation(**asdict(partner.location))
     if location.connection_string is None and credential is None:
         raise PublicError(f"no identity to read {partner.display_name}'s storage with")
     try:
