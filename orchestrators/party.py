@@ -19,6 +19,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from cotenant.wire.reports import ATTESTATION_SUBJECT, key_name_of
 from orchestrators.blueprint import bp
 from orchestrators.common import (
     Progress,
@@ -38,13 +39,6 @@ DEBUG_CREDENTIALS_NOTICE = ("shown because this tenant runs in debug mode (SSH t
 OUTCOMES = {"released": "released", "release-denied": "refused", "failed": "failed",
             "isolation-refused": "refused", "isolation-broken": "released"}
 BROKEN = "isolation-broken"
-
-
-def key_name_of(kid: str | None) -> str | None:
-    """``https://vault/keys/<name>[/<version>]`` → ``<name>``."""
-    if not kid or "/keys/" not in kid:
-        return None
-    return kid.split("/keys/", 1)[1].split("/")[0]
 
 
 def release_outcomes(reports: list[dict[str, Any]], key_owner: dict[str, str]
@@ -77,13 +71,6 @@ def isolation_breaches(reports: list[dict[str, Any]], key_owner: dict[str, str]
         found.append(f"the vault of {owner} released {name} to {report['party']}'s VM "
                      f"{report['vm']}")
     return sorted(set(found))
-
-
-def outcomes_complete(reports: list[dict[str, Any]], key_owner: dict[str, str]) -> bool:
-    """One outcome per key of the tenant (released, refused or failed), or a broken isolation
-    (which fails the party without waiting for the rest)."""
-    return (len(release_outcomes(reports, key_owner)) == len(key_owner)
-            or any(r["event"] == BROKEN for r in reports))
 
 
 def attestation_failure(reports: list[dict[str, Any]]) -> str | None:
@@ -120,26 +107,27 @@ def provision_party(context: df.DurableOrchestrationContext):
 
         step = f"bootstrap:{party}"
         progress.start(step)
-        reports = yield from wait_reports(
-            context, nonce=nonce, timeout=timing["report_timeout_seconds"],
+        attestation = yield from wait_reports(
+            context, nonce=nonce, expected=[(party, ATTESTATION_SUBJECT)],
+            timeout=timing["report_timeout_seconds"],
             what=f"the guest agent of party {party} ({vm_name}) to attest; check "
-                 "that the VM runs and its agent can reach the guest-reports queue",
-            done=lambda got: any(r["event"] == "attested" for r in got)
-            or attestation_failure(got) is not None)
+                 "that the VM runs and its agent can reach the guest-reports queue")
+        reports = list(attestation.values())
         failure = attestation_failure(reports)
         if failure:
             raise StepFailed(f"the guest agent of party {party} could not attest: {failure}")
-        token = next(r for r in reports if r["event"] == "attested").get("token")
+        token = reports[0].get("token")
         progress.finish(step)
 
         step = f"attest:{party}"
         progress.start(step)
-        if not outcomes_complete(reports, key_owner):  # (the queue may reorder reports)
-            reports += yield from wait_reports(
-                context, nonce=nonce, timeout=timing["report_timeout_seconds"],
-                what=f"the guest agent of party {party} to report its key releases and "
-                     "isolation probes",
-                done=lambda got: outcomes_complete(reports + got, key_owner))
+        outcomes = yield from wait_reports(
+            context, nonce=nonce, expected=[(party, f"key:{k}") for k in sorted(key_owner)],
+            timeout=timing["report_timeout_seconds"],
+            what=f"the guest agent of party {party} to report its key releases and "
+                 "isolation probes",
+            stop=lambda report: report["event"] == BROKEN)
+        reports += outcomes.values()
         releases = release_outcomes(reports, key_owner)
         progress.set(releases=releases)
         breaches = isolation_breaches(reports, key_owner)

@@ -1,39 +1,55 @@
-"""Waiting for guest-agent reports (raised as ``report`` events by the queue trigger)."""
+"""Waiting for guest-agent reports (raised by the queue trigger, one event name per subject).
+
+Each report is raised as the event ``cotenant.wire.reports.event_name(nonce, party,
+subject)``: the challenge, the reporting party and what the report is about (``attestation``
+or ``key:<name>``). An orchestrator waits for exactly the names it expects, each once; reports
+that arrived before it started waiting (an agent reports while its VM's deployment is still
+running) are delivered at once. Reports for another challenge have other names and are never
+waited for.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import azure.durable_functions as df
 
+from cotenant.wire.reports import event_name
 from orchestrators.common import StepFailed, later
 
-REPORT_EVENT = "report"
+Expected = tuple[str, str]  # (reporting party, subject)
 
 
-def wait_reports(context: df.DurableOrchestrationContext, *, nonce: str, timeout: float,
-                 done: Callable[[list[dict[str, Any]]], bool], what: str
-                 ) -> Generator[Any, Any, list[dict[str, Any]]]:
-    """Collect reports answering ``nonce`` until ``done(received)`` says we have them all.
+def wait_reports(context: df.DurableOrchestrationContext, *, nonce: str,
+                 expected: Iterable[Expected], timeout: float, what: str,
+                 stop: Callable[[dict[str, Any]], bool] = lambda _: False,
+                 ) -> Generator[Any, Any, dict[Expected, dict[str, Any]]]:
+    """One report per expected (party, subject), in arrival order; returns them by key.
 
-    Raises :class:`StepFailed` naming ``what`` when the deadline passes first. Reports for
-    another challenge (a previous run, a replayed message) are ignored.
+    Ends early, with what arrived so far, when ``stop(report)`` is true. Raises
+    :class:`StepFailed` naming ``what`` and the subjects still missing when the deadline
+    passes first.
     """
+    pending = {e: context.wait_for_external_event(event_name(nonce, *e)) for e in expected}
+    received: dict[Expected, dict[str, Any]] = {}
+    if not pending:
+        return received
     timer = context.create_timer(later(context, timeout))
-    received: list[dict[str, Any]] = []
-    while True:
-        event = context.wait_for_external_event(REPORT_EVENT)
-        winner = yield context.task_any([event, timer])
+    while pending:
+        winner = yield context.task_any([*pending.values(), timer])
         if winner is timer:
-            raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+            missing = ", ".join(f"{party} on {subject}" for party, subject in sorted(pending))
+            raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what} "
+                             f"(no report from {missing})")
+        which = next(e for e, task in pending.items() if task is winner)
+        del pending[which]
         report = winner.result
         if isinstance(report, str):  # the host may deliver event data as JSON text
             report = json.loads(report)
-        if report.get("nonce") != nonce:
-            continue
-        received.append(report)
-        if done(received):
-            timer.cancel()
-            return received
+        received[which] = report
+        if stop(report):
+            break
+    timer.cancel()
+    return received

@@ -11,6 +11,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from cotenant.wire.reports import key_name_of
 from orchestrators.blueprint import bp
 from orchestrators.common import (
     Progress,
@@ -20,7 +21,6 @@ from orchestrators.common import (
     retry_options,
     timing_of,
 )
-from orchestrators.party import key_name_of
 from orchestrators.reports import wait_reports
 
 
@@ -39,6 +39,13 @@ def confirmed(reports: list[dict[str, Any]], expected: dict[tuple[str, str], str
         if r["event"] == "rotated" and expected.get(pair) == r.get("key_version"):
             got.add(pair)
     return got
+
+
+def unconfirmed(report: dict[str, Any]) -> str:
+    """Why a report does not confirm the expected rotation (for the failure message)."""
+    if report["event"] == "rotated":
+        return f"reported version {report.get('key_version')}, not the new one"
+    return report.get("error") or f"reported {report['event']}"
 
 
 @bp.orchestration_trigger(context_name="context")
@@ -83,11 +90,16 @@ def rotate_keys(context: df.DurableOrchestrationContext):
         progress.start(step)
         expected = expected_rotations(plan, versions)
         reports = yield from wait_reports(
-            context, nonce=nonce, timeout=timing["report_timeout_seconds"],
-            what="every agent to report the new key versions",
-            done=lambda got: confirmed(got, expected) == set(expected))
-        for agent, key in sorted(confirmed(reports, expected)):
+            context, nonce=nonce, expected=[(agent, f"key:{key}") for agent, key in expected],
+            timeout=timing["report_timeout_seconds"],
+            what="every agent to report the new key versions")
+        got = confirmed(list(reports.values()), expected)
+        for agent, key in sorted(got):
             progress.status["keys"][key]["confirmed_by"].append(agent)
+        if got != set(expected):
+            raise StepFailed("not every agent took the new key version: " + "; ".join(
+                f"{agent} on {key}: {unconfirmed(reports[(agent, f'key:{key}')])}"
+                for agent, key in sorted(set(expected) - got)))
         progress.finish(step)
         progress.set(phase="succeeded")
         return {"tenant": plan["tenant"], "keys": progress.status["keys"]}

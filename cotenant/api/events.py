@@ -1,7 +1,8 @@
 """Events into the control plane: guest reports (queue trigger) and scheduled rotation (timer).
 
 A guest report is validated (schema, tenant and instance exist and belong together), recorded
-in the audit table and raised as the ``report`` event on the waiting orchestration. A
+in the audit table and raised on the waiting orchestration as the event named for its
+challenge, party and subject (``cotenant.wire.reports.event_name``). A
 malformed or unroutable message is moved to ``guest-reports-quarantine`` with the reason, and
 logged; it is never retried.
 """
@@ -24,7 +25,7 @@ from cotenant.api.audit import audit_log, report_event
 from cotenant.api.status import decoded, runtime
 from cotenant.cloud.storage import storage_access
 from cotenant.spec import SpecError, parse_spec
-from cotenant.wire.reports import ReportError, decode_message
+from cotenant.wire.reports import ReportError, decode_message, report_event_name
 
 bp = df.Blueprint()
 log = logging.getLogger("cotenant.events")
@@ -58,14 +59,16 @@ async def route_report(client: df.DurableOrchestrationClient, body: bytes) -> st
         quarantine(body, f"invalid report: {exc}")
         return "quarantined"
     try:
-        delivered = await _deliver(client, report.model_dump(mode="json"))
+        delivered = await _deliver(client, report.model_dump(mode="json"),
+                                   report_event_name(report))
     except Unroutable as exc:
         quarantine(body, str(exc))
         return "quarantined"
     return delivered
 
 
-async def _deliver(client: df.DurableOrchestrationClient, report: dict[str, Any]) -> str:
+async def _deliver(client: df.DurableOrchestrationClient, report: dict[str, Any],
+                   event: str) -> str:
     tenant, instance = report["tenant"], report["instance"]
     if instance != tenant and not instance.startswith(f"{tenant}:"):
         raise Unroutable(f"instance {instance!r} does not belong to tenant {tenant!r}")
@@ -81,7 +84,7 @@ async def _deliver(client: df.DurableOrchestrationClient, report: dict[str, Any]
                        key=report["idempotency_key"])
     if runtime(target) in TERMINAL:
         return "recorded"  # the orchestration no longer waits (a late or repeated report)
-    await client.raise_event(instance, "report", report)
+    await client.raise_event(instance, event, report)
     return "delivered"
 
 

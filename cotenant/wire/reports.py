@@ -123,6 +123,41 @@ def make_report(
     )
 
 
+def key_name_of(kid: str | None) -> str | None:
+    """``https://vault/keys/<name>[/<version>]`` → ``<name>``."""
+    if not kid or "/keys/" not in kid:
+        return None
+    return kid.split("/keys/", 1)[1].split("/")[0] or None
+
+
+ATTESTATION_SUBJECT = "attestation"
+
+
+def subject_of(event: str, key_id: str | None) -> str:
+    """What a report is about: ``attestation`` (``attested``, or ``failed`` without a key) or
+    ``key:<name>`` (the outcome of a release, an isolation probe or a rotation of that key)."""
+    name = key_name_of(key_id)
+    return ATTESTATION_SUBJECT if name is None else f"key:{name}"
+
+
+def event_name(nonce: str, party: str, subject: str) -> str:
+    """The Durable Functions event a report is raised as (and the orchestrator waits for).
+
+    One name per challenge, reporting party and subject — never one shared name. The Python
+    Durable SDK keeps a single early event per name: events raised before the orchestrator
+    waits for that name (e.g. while it still monitors the VM's deployment, during which the
+    agent already reports) overwrite each other, and the kept one is handed to every later
+    wait for that name (azure-functions-durable-python#507). With a name per subject each
+    name is raised once per boot (a redelivery repeats the same content) and waited for once.
+    """
+    challenge = hashlib.sha256(nonce.encode()).hexdigest()[:16]
+    return f"report:{challenge}:{party}:{subject}"
+
+
+def report_event_name(report: Report) -> str:
+    return event_name(report.nonce, report.party, subject_of(report.event, report.key_id))
+
+
 def decode_message(content: str | bytes) -> Report:
     """Parse a queue message (base64 JSON, or raw JSON) into a validated ``Report``."""
     try:

@@ -30,6 +30,9 @@ LAB_ONLY = {"guest_agent/backends/lab.py": ("cotenant.lab",)}
 # The operator's command line is an edge like function_app: `cotenant up` and `cotenant train`
 # compose the lab, the control plane, the guest agent's client and the workloads.
 EDGE_FOLDERS = ("cotenant/cli",)
+# The lab plays the simulated VMs: its zygote boots each VM's guest agent, as the VM's init
+# would (``cotenant.lab.agent_zygote``). The only place the library may reach the agent.
+VM_BOOT = {"cotenant/lab/agent_zygote.py": {"guest_agent.__main__", "guest_agent.__main__.main"}}
 # Known debt, kept from growing (file -> edge modules it may still import). Empty: the agent's
 # configuration schema moved to cotenant.wire.agent_config, shared by both sides.
 KNOWN_DEBT: dict[str, set[str]] = {}
@@ -121,7 +124,7 @@ def test_the_library_and_the_durable_code_never_import_the_edges(folder: str) ->
         if _within(where.replace("/", ".").removesuffix(".py"),
                    [f.replace("/", ".") for f in EDGE_FOLDERS]):
             continue
-        edges = {n for n in _imports(path) if _within(n, EDGES)}
+        edges = {n for n in _imports(path) if _within(n, EDGES)} - VM_BOOT.get(where, set())
         assert KNOWN_DEBT.get(where, set()) <= edges, f"{where}: debt paid, shrink KNOWN_DEBT"
         offenders[where] = sorted(edges - KNOWN_DEBT.get(where, set()))
     assert {k: v for k, v in offenders.items() if v} == {}
