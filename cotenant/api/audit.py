@@ -7,16 +7,17 @@ Attestation tokens are not stored, only their SHA-256 (enough to match a token l
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from cotenant.cloud.storage import storage_access
+from cotenant.cloud.storage import StorageAccess, storage_access
 
 AUDIT_TABLE = "cotenantaudit"
 
@@ -40,10 +41,14 @@ class AuditLog:
         ident = key or hashlib.sha256(json.dumps(
             [tenant, kind, detail], sort_keys=True, default=str).encode()).hexdigest()
         row = f"{moment.strftime('%Y%m%dT%H%M%S.%fZ')}-{ident[:24]}"
-        self._table.upsert_entity({
-            "PartitionKey": tenant, "RowKey": row, "kind": kind,
-            "at": moment.isoformat(), "detail": json.dumps(detail, default=str),
-        }, mode=UpdateMode.REPLACE)
+        entity = {"PartitionKey": tenant, "RowKey": row, "kind": kind,
+                  "at": moment.isoformat(), "detail": json.dumps(detail, default=str)}
+        try:
+            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except ResourceNotFoundError:  # the table was deleted since this client created it
+            self._created = False
+            self._ensure()
+            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         return row
 
     def events(self, tenant: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -63,6 +68,13 @@ def audit_log(env: Mapping[str, str] | None = None) -> AuditLog:
     access = storage_access(env)
     if access is None:
         raise RuntimeError("AzureWebJobsStorage is not configured")
+    return _audit_log(access)
+
+
+@functools.lru_cache(maxsize=8)
+def _audit_log(access: StorageAccess) -> AuditLog:
+    """One client per storage account and process: its connections are reused and the table
+    is created once, not on every record."""
     return AuditLog(access.table(AUDIT_TABLE))
 
 

@@ -9,6 +9,7 @@ logged; it is never retried.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -80,8 +81,8 @@ async def _deliver(client: df.DurableOrchestrationClient, report: dict[str, Any]
         raise Unroutable(f"unknown orchestration instance {instance!r}")
     if report["event"] == "heartbeat":
         return "heartbeat"
-    audit_log().record(tenant, f"guest:{report['event']}", report_event(report),
-                       key=report["idempotency_key"])
+    await asyncio.to_thread(audit_log().record, tenant, f"guest:{report['event']}",
+                            report_event(report), key=report["idempotency_key"])
     if runtime(target) in TERMINAL:
         return "recorded"  # the orchestration no longer waits (a late or repeated report)
     await client.raise_event(instance, event, report)

@@ -36,6 +36,7 @@ from cotenant.lab.endpoints import LabEndpoints
 from cotenant.lab.faults import FaultInjector, FaultMiddleware, FaultRule
 from cotenant.lab.http import EXCEPTION_HANDLERS, HttpError
 from cotenant.lab.identity import IdentityService
+from cotenant.lab.keypool import POOL
 from cotenant.lab.maa import (
     DEFAULT_AUTHORITY_HOST,
     AttestationService,
@@ -196,6 +197,7 @@ class Lab:
         for name in SCRUBBED:
             os.environ.pop(name, None)
         self.vms.launcher.warm()
+        POOL.start()  # simulated HSM/vTPM keys, generated ahead while the lab is idle
         tasks = [asyncio.create_task(server.serve(sockets=[socks[name]]))
                  for server, name in zip(self._servers, apps, strict=True)]
         while not all(s.started for s in self._servers):
@@ -211,6 +213,7 @@ class Lab:
             proxy_server.close()
             self.manager.stop()
             await loop.run_in_executor(None, self.vms.shutdown)
+            POOL.stop()
 
     def stop(self) -> None:
         for server in self._servers:

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cotenant.lab.ca import load_private, private_pem, write_private
 from cotenant.lab.evidence import EvidenceError, build_attestation_info, open_token
 from cotenant.lab.jose import ec_jwk
+from cotenant.lab.keypool import POOL
 
 ENV_DIR = "COTENANT_LAB_VTPM_DIR"
 ENV_ATTESTATION_URL = "COTENANT_LAB_ATTESTATION_URL"
@@ -107,8 +108,7 @@ class SoftwareVTPM:
     @staticmethod
     def new_boot(directory: Path) -> None:
         """Recreate the ephemeral encryption key of the VM in ``directory`` (a new boot)."""
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        write_private(directory / "ephemeral.key", private_pem(key))
+        write_private(directory / "ephemeral.key", POOL.private_pem(2048))
 
     @property
     def vm_unique_id(self) -> str:

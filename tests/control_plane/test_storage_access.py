@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from azure.data.tables import TableServiceClient
 from azure.identity import ManagedIdentityCredential
 
 from cotenant.api.audit import AUDIT_TABLE, audit_log
@@ -23,6 +24,16 @@ def test_connection_string_form(azurite) -> None:
     log = audit_log({"AzureWebJobsStorage": azurite.connection_string})
     log.record("storagetest", "tenant:test", {"note": "hello"})
     assert [e["kind"] for e in log.events("storagetest")] == ["tenant:test"]
+
+
+def test_the_audit_log_is_one_client_per_account_and_survives_a_deleted_table(azurite) -> None:
+    env = {"AzureWebJobsStorage": azurite.connection_string}
+    log = audit_log(env)
+    assert audit_log(dict(env)) is log  # connections reused, table created once
+    log.record("audittable", "tenant:first", {"n": 1})
+    TableServiceClient.from_connection_string(azurite.connection_string).delete_table(AUDIT_TABLE)
+    log.record("audittable", "tenant:second", {"n": 2})
+    assert [e["kind"] for e in log.events("audittable")] == ["tenant:second"]
 
 
 def test_development_storage_shorthand_is_azurite_on_default_ports() -> None:

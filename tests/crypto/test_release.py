@@ -163,6 +163,18 @@ def test_public_half_mismatch_is_rejected(pki: Pki, vault_chain) -> None:
     assert _verify(_sign(payload, vault_chain), pki).code == "key_mismatch"
 
 
+def test_inconsistent_private_half_is_rejected(pki: Pki, vault_chain) -> None:
+    # Right n and e, wrong private exponent: what OpenSSL's full check (skipped for a verified
+    # release, for speed) would refuse; the decrypt round trip refuses it instead.
+    good = rsa_key(2048, slot=1).private_numbers()
+    bad = rsa.RSAPrivateNumbers(p=good.p, q=good.q, d=good.d + 2, dmp1=good.dmp1 + 2,
+                                dmq1=good.dmq1, iqmp=good.iqmp,
+                                public_numbers=good.public_numbers)
+    broken = bad.private_key(unsafe_skip_rsa_key_validation=True)
+    error = _verify(_sign(_payload(broken), vault_chain), pki)
+    assert error.code == "key_mismatch" and "inconsistent" in str(error)
+
+
 def test_enc_differs_from_request(pki: Pki, vault_chain) -> None:
     payload = _payload(b"\x01" * 32)
     payload["request"]["enc"] = "RSA_AES_KEY_WRAP_384"

@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from cotenant.crypto.encoding import b64url_decode, b64url_encode
-from cotenant.lab.ca import load_private, private_pem
+from cotenant.lab.ca import load_private
 from cotenant.lab.http import HttpError
 from cotenant.lab.jose import rsa_jwk
+from cotenant.lab.keypool import POOL
 from cotenant.lab.state import Key, KeyVersion, ReleasePolicyDoc, Vault
 from cotenant.policy import PolicyError, parse_policy
 
@@ -89,8 +90,7 @@ def new_version(body: dict[str, Any], *, exportable_default: bool = False,
         exponent = body.get("public_exponent") or 65537
         if exponent != 65537:
             raise bad("public_exponent must be 65537")
-        material = private_pem(rsa.generate_private_key(public_exponent=65537,
-                                                        key_size=size)).decode()
+        material = POOL.private_pem(size).decode()
         default_ops = RSA_OPS
     else:
         size = body.get("key_size") or (inherit.key_size if inherit else 256)
