@@ -124,7 +124,8 @@ def get_deployment(payload: dict[str, Any]) -> dict[str, Any]:
     interval = max(float(payload.get("poll_seconds") or 1.0), 0.05)
     deadline = time.monotonic() + wait
     while True:
-        found = target.get_deployment(payload["resource_group"], payload["name"])
+        found = target.get_deployment(payload["resource_group"], payload["name"],
+                                      wait_seconds=max(0.0, deadline - time.monotonic()))
         if found.state is DeploymentState.NOT_FOUND:
             return failed("the deployment disappeared", f"{found.resource_group}/{found.name}")
         if found.state.terminal or time.monotonic() + interval > deadline:

@@ -64,6 +64,14 @@ def phase_kinds(timeline: dict) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in kinds.items()}
 
 
+def print_timeline(label: str, timeline: dict) -> None:
+    entries = {k: e for k, e in timeline.items() if e.get("started") and e.get("ended")}
+    t0 = min(_t(e["started"]) for e in entries.values())
+    print(f"{label}: phase start end (s)")
+    for phase, e in sorted(entries.items(), key=lambda kv: _t(kv[1]["started"])):
+        print(f"  {phase:<24} {_t(e['started']) - t0:6.2f} {_t(e['ended']) - t0:6.2f}")
+
+
 def run_scenario(host: DevHostHarness, path: Path, name: str, scale: float) -> dict:
     before = dataclasses.replace(host.stats)
     spec = yaml.safe_load(path.read_text())
@@ -86,6 +94,7 @@ def run_scenario(host: DevHostHarness, path: Path, name: str, scale: float) -> d
             "activities": stats.activities - before.activities,
             "replay": stats.replay_seconds - before.replay_seconds,
             "phases": phase_kinds(body["timeline"]),
+            "timeline": body["timeline"],
             "modelled": {k: v * scale for k, v in ESTIMATES.items()}}
 
 
@@ -93,6 +102,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=SCALE,
                         help="lab latency vs the seed's timings (default 0.01 = /100)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also print each phase's start and end (s from the first start)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the lab directory (agent logs) and print where it is")
     args = parser.parse_args()
@@ -129,6 +140,9 @@ def main() -> None:
                           for k, v in r["phases"].items())
         print(f"{label}: {r['episodes']} orchestration episodes, {r['replay']:.2f}s replay, "
               f"{r['activities']} activities; per phase kind, mean measured/modelled s: {kinds}")
+    if args.timeline:
+        for label, r in results:
+            print_timeline(label, r["timeline"])
     (_, three), (_, ten) = results
     print(f"10 vs 3 parties: makespan x{ten['makespan'] / three['makespan']:.2f}, "
           f"sequential sum x{ten['sequential'] / three['sequential']:.2f}")

@@ -23,31 +23,35 @@ class Reporter:
 
     def send(self, report: Report) -> bool:
         """Queue ``report`` (after anything still pending). False if the queue is unreachable;
-        the report then waits in the outbox for the next send or ``flush``."""
+        the report then waits in the outbox for the next send or ``flush``.
+
+        Threads that report at once send at once (each message is its own request; the
+        control plane needs no order between them: every report has its own event), rather
+        than queueing behind each other's round trips. One thread flushing sends in order.
+        """
         with self._lock:
             self._outbox.append(report)
-            return self._flush_locked()
+        return self.flush()
 
     def flush(self) -> bool:
-        with self._lock:
-            return self._flush_locked()
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    return True
+                report = self._outbox.popleft()
+            try:
+                self._client.send_message(report.to_json())
+            except AzureError as exc:
+                with self._lock:
+                    self._outbox.appendleft(report)
+                log.warning("report %s not sent yet: %s", report.event, exc.__class__.__name__)
+                return False
+            log.info("reported %s%s", report.event,
+                     f" {report.key_id}" if report.key_id else "")
 
     @property
     def pending(self) -> int:
         return len(self._outbox)
-
-    def _flush_locked(self) -> bool:
-        while self._outbox:
-            report = self._outbox[0]
-            try:
-                self._client.send_message(report.to_json())
-            except AzureError as exc:
-                log.warning("report %s not sent yet: %s", report.event, exc.__class__.__name__)
-                return False
-            self._outbox.popleft()
-            log.info("reported %s%s", report.event,
-                     f" {report.key_id}" if report.key_id else "")
-        return True
 
     def close(self) -> None:
         self._client.close()

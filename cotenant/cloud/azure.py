@@ -144,7 +144,9 @@ class AzureCloud(DataPlaneKeys):
         return Deployment(resource_group=resource_group, name=name, module=module,
                           state=DeploymentState.RUNNING)
 
-    def get_deployment(self, resource_group: str, name: str) -> Deployment:
+    def get_deployment(self, resource_group: str, name: str, *,
+                       wait_seconds: float = 0.0) -> Deployment:
+        # ARM has no long poll: ``wait_seconds`` is ignored (the caller polls).
         with cloud_errors("read deployment", f"{resource_group}/{name}"):
             try:
                 raw = self._deployments.deployments.get(resource_group, name)

@@ -214,7 +214,10 @@ class Cloud(Protocol):
                          parameters: dict[str, Any]) -> Deployment:
         """Start (or find the already started) deployment ``name`` of ``module``."""
 
-    def get_deployment(self, resource_group: str, name: str) -> Deployment: ...
+    def get_deployment(self, resource_group: str, name: str, *,
+                       wait_seconds: float = 0.0) -> Deployment:
+        """The deployment's state; a cloud that can (the lab) answers once it ends or
+        ``wait_seconds`` have passed, others at once."""
 
     def vault_url(self, vault_name: str) -> str: ...
 

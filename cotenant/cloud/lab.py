@@ -148,10 +148,12 @@ class LabCloud(DataPlaneKeys):
             return self._deployment(self._lab.start_deployment(
                 resource_group, name, module, parameters))
 
-    def get_deployment(self, resource_group: str, name: str) -> Deployment:
+    def get_deployment(self, resource_group: str, name: str, *,
+                       wait_seconds: float = 0.0) -> Deployment:
         try:
             with lab_errors("read deployment", f"{resource_group}/{name}"):
-                return self._deployment(self._lab.get_deployment(resource_group, name))
+                return self._deployment(self._lab.get_deployment(resource_group, name,
+                                                                 wait=wait_seconds))
         except NotFoundError:
             return Deployment(resource_group=resource_group, name=name,
                               state=DeploymentState.NOT_FOUND)

@@ -16,6 +16,8 @@ pre-imports the agent.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import multiprocessing
 import multiprocessing.process
 import os
@@ -36,6 +38,10 @@ _UNUSED = ("aiohttp", "httpx._main")
 # The agent's modules, imported once by the forkserver (not by the lab process itself).
 _AGENT_MODULES = ("guest_agent.__main__", "guest_agent.agent", "guest_agent.server",
                   "guest_agent.backends.lab", "guest_agent.tee")
+# What uvicorn imports by name when the agent's server starts (optional: skipped if absent).
+_SERVER_MODULES = ("uvicorn.protocols.http.auto", "uvicorn.protocols.http.h11_impl",
+                   "uvicorn.protocols.websockets.auto", "uvicorn.lifespan.on",
+                   "uvicorn.loops.auto", "uvicorn.loops.asyncio")
 
 
 def prepare_server() -> None:
@@ -45,7 +51,10 @@ def prepare_server() -> None:
     for name in _UNUSED:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     for name in _AGENT_MODULES:
-        __import__(name)
+        importlib.import_module(name)
+    for name in _SERVER_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 

@@ -239,8 +239,12 @@ class LabClient:
         return self._call("PUT", f"/lab/resourcegroups/{resource_group}/deployments/{name}",
                           {"module": module, "parameters": parameters})
 
-    def get_deployment(self, resource_group: str, name: str) -> dict[str, Any]:
-        return self._call("GET", f"/lab/resourcegroups/{resource_group}/deployments/{name}")
+    def get_deployment(self, resource_group: str, name: str, *, wait: float = 0.0
+                       ) -> dict[str, Any]:
+        """The deployment; with ``wait``, once it ends or ``wait`` seconds have passed."""
+        query = f"?wait={wait:.3f}" if wait > 0 else ""
+        return self._call("GET",
+                          f"/lab/resourcegroups/{resource_group}/deployments/{name}{query}")
 
     def set_latency_scale(self, scale: float) -> dict[str, Any]:
         return self._call("PUT", "/lab/latency", {"scale": scale})

@@ -63,6 +63,7 @@ DEFAULT_LATENCY_SCALE = 0.01
 # The address the network module reports as the tenant's egress (a public-looking constant).
 LAB_EGRESS_IP = "20.50.0.1"
 RG_DELETE_SECONDS = 60.0
+MAX_WAIT_SECONDS = 30.0  # longest wait a deployment read may ask for
 _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
 _HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?[^\n]*\n(.*?)\n\s*\1\s*$", re.S | re.M)
 
@@ -441,7 +442,22 @@ class ResourceManager:
         return JSONResponse(record.model_dump(), status_code=201)
 
     async def get_deployment_route(self, request: Request) -> JSONResponse:
-        record = self.get_deployment(request.path_params["rg"], request.path_params["name"])
+        """The deployment; with ``?wait=<seconds>`` (at most 30), answered when it ends or
+        that time has passed — one request instead of a poll every few hundred ms."""
+        try:
+            wait = float(request.query_params.get("wait", "0"))
+        except ValueError:
+            wait = -1.0
+        if not 0.0 <= wait <= MAX_WAIT_SECONDS:
+            raise HttpError(400, "InvalidParameter",
+                            f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS:.0f}")
+        rg, name = request.path_params["rg"], request.path_params["name"]
+        deadline = time.monotonic() + wait
+        record = self.get_deployment(rg, name)
+        while record.state == "Running" and (left := deadline - time.monotonic()) > 0:
+            due = record.ready_at - time.time()
+            await asyncio.sleep(min(left, due) if due > 0 else min(left, 0.02))
+            record = self.get_deployment(rg, name)
         return JSONResponse(record.model_dump())
 
     async def list_deployments(self, request: Request) -> JSONResponse:

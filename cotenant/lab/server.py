@@ -50,6 +50,9 @@ from cotenant.lab.tls import server_context
 from cotenant.lab.vault.service import VAULT_SUFFIX, VaultService
 from cotenant.lab.vms import VmSupervisor
 
+# The lab saves its state in the background at most this often (see StateStore).
+STATE_SAVE_DELAY = 0.1
+
 
 def _bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -104,7 +107,7 @@ class Lab:
                  azurite_connection_string: str | None = None) -> None:
         self.directory = directory.resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.store = StateStore(self.directory)
+        self.store = StateStore(self.directory, save_delay=STATE_SAVE_DELAY)
         self.ca = LabCA(self.directory / "ca")
         self.admin_token = _secret_file(self.directory / "admin-token")
         faults_file = self.directory / "faults.json"
@@ -214,6 +217,7 @@ class Lab:
             self.manager.stop()
             await loop.run_in_executor(None, self.vms.shutdown)
             POOL.stop()
+            self.store.flush()
 
     def stop(self) -> None:
         for server in self._servers:

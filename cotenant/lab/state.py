@@ -180,9 +180,16 @@ class LabState(BaseModel):
 
 
 class StateStore:
-    """Load/save :class:`LabState` at ``directory/state.json``; thread-safe."""
+    """Load/save :class:`LabState` at ``directory/state.json``; thread-safe.
 
-    def __init__(self, directory: Path) -> None:
+    Every edit is saved before ``edit`` returns, unless ``save_delay`` is given: then a
+    background thread saves at most every ``save_delay`` seconds what changed (the lab
+    server: a ten-party deployment makes hundreds of edits within seconds, and each save
+    writes the whole state), and :meth:`flush` saves at once (at shutdown). A killed lab
+    loses at most the last ``save_delay`` seconds of changes.
+    """
+
+    def __init__(self, directory: Path, *, save_delay: float | None = None) -> None:
         self.directory = directory
         self.path = directory / "state.json"
         self.audit_path = directory / "audit.jsonl"
@@ -192,6 +199,11 @@ class StateStore:
             self._state = LabState.model_validate_json(self.path.read_text())
         else:
             self._state = LabState()
+        self._save_delay = save_delay
+        self._dirty = threading.Event()
+        if save_delay is not None:
+            threading.Thread(target=self._write_behind, name="lab-state-saver",
+                             daemon=True).start()
 
     def read(self) -> LabState:
         return self._state
@@ -204,6 +216,22 @@ class StateStore:
     def edit(self) -> Iterator[LabState]:
         with self._lock:
             yield self._state
+            if self._save_delay is None:
+                self.save()
+            else:
+                self._dirty.set()
+
+    def _write_behind(self) -> None:
+        assert self._save_delay is not None
+        while True:
+            self._dirty.wait()
+            time.sleep(self._save_delay)
+            self.flush()
+
+    def flush(self) -> None:
+        """Save now if anything changed since the last save."""
+        if self._dirty.is_set():
+            self._dirty.clear()  # an edit during the save sets it again
             self.save()
 
     def save(self) -> None:

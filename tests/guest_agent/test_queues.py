@@ -111,3 +111,18 @@ def test_queue_names_come_from_the_urls() -> None:
         "guest-reports"
     assert Queues.account_url("http://127.0.0.1:10001/devstoreaccount1/q") == \
         "http://127.0.0.1:10001/devstoreaccount1"
+
+
+def test_reports_sent_at_once_from_many_threads_each_arrive_once(azurite: Azurite) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = make_config(azurite)
+    reporter = Reporter(queue_client(config.queues, config.queues.reports_url, _imds()))
+    reports = [make_report(**BASE, event="released", key_id=f"https://v/keys/k{i}/1",
+                           key_version="1") for i in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(pool.map(reporter.send, reports))
+    assert reporter.pending == 0
+    client = queue(config, config.queues.reports_url)
+    got = [decode_message(m.content).key_id for m in client.receive_messages(max_messages=32)]
+    assert sorted(got) == sorted(r.key_id for r in reports)

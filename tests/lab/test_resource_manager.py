@@ -180,3 +180,29 @@ def test_failed_deployments_report_their_error(lab: RunningLab) -> None:
         assert _wait(client, plan.resource_group, "net")["state"] == "Succeeded"
     finally:
         client.set_faults([])
+
+
+def test_a_deployment_read_can_wait_for_the_end(lab_env: RunningLab) -> None:
+    client = lab_env.client
+    plan = _plan("labwait")
+    client.ensure_resource_group(plan.resource_group, plan.location, {"tenant": plan.tenant})
+    name = deployment_name(plan, "network")
+    client.set_latency_scale(0.005)  # network: 110 s x 0.005 = 0.55 s
+    try:
+        client.start_deployment(plan.resource_group, name, "network",
+                                module_parameters(plan, "network"))
+        started = time.monotonic()
+        done = client.get_deployment(plan.resource_group, name, wait=10)
+        took = time.monotonic() - started
+    finally:
+        client.set_latency_scale(0.001)
+    assert done["state"] == "Succeeded"
+    assert 0.2 < took < 5, took  # answered when it ended, not after the whole wait
+    again = time.monotonic()
+    assert client.get_deployment(plan.resource_group, name, wait=10)["state"] == "Succeeded"
+    assert time.monotonic() - again < 1  # an ended deployment answers at once
+    for bad in ("31", "-1", "soon"):
+        with pytest.raises(LabError) as info:
+            client._call("GET", f"/lab/resourcegroups/{plan.resource_group}/deployments/"
+                                f"{name}?wait={bad}")
+        assert info.value.status == 400 and "wait must be" in str(info.value)
