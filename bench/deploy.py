@@ -41,7 +41,7 @@ SCALE = 0.01  # seed timings / 100
 SCENARIOS = (("3 parties", REPO / "examples" / "three-party.yaml", "bench3"),
              ("10 parties", REPO / "examples" / "ten-party.yaml", "bench10"))
 SETTINGS = {"COTENANT_CLOUD": "lab", "COTENANT_POLL_SECONDS": "0.1",
-            "COTENANT_DEPLOYMENT_WAIT_SECONDS": "1",
+            "COTENANT_DEPLOYMENT_WAIT_SECONDS": "4",
             "COTENANT_RETRY_FIRST_SECONDS": "0.5", "COTENANT_REPORT_TIMEOUT_SECONDS": "300"}
 TARGET = 1.15
 

@@ -73,11 +73,13 @@ async def _deliver(client: df.DurableOrchestrationClient, report: dict[str, Any]
     tenant, instance = report["tenant"], report["instance"]
     if instance != tenant and not instance.startswith(f"{tenant}:"):
         raise Unroutable(f"instance {instance!r} does not belong to tenant {tenant!r}")
-    deploy = await client.get_status(tenant)
-    if deploy is None or deploy.runtime_status is None:
-        raise Unroutable(f"unknown tenant {tenant!r}")
+    # One status read per report (every instance of a tenant is named after it); the tenant
+    # itself is looked up only to explain a miss.
     target = await client.get_status(instance)
     if target is None or target.runtime_status is None:
+        deploy = await client.get_status(tenant) if instance != tenant else None
+        if deploy is None or deploy.runtime_status is None:
+            raise Unroutable(f"unknown tenant {tenant!r}")
         raise Unroutable(f"unknown orchestration instance {instance!r}")
     if report["event"] == "heartbeat":
         return "heartbeat"
