@@ -117,6 +117,7 @@ class ResourceManager:
         # deployment key -> its materialisation (running or done; its result = the outputs)
         self._work: dict[str, Future[dict[str, Any]]] = {}
         self._work_lock = threading.Lock()
+        self._finishing: set[str] = set()  # deployments being finished right now
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lab-deploy")
         self._deleting: set[str] = set()  # resource groups whose deletion is under way
         self._task: asyncio.Task[None] | None = None
@@ -200,10 +201,12 @@ class ResourceManager:
             delay = ESTIMATES.get(module, 30.0) * self.latency_scale
             record = DeploymentRecord(resource_group=rg, name=name, module=module,
                                       parameters_digest=digest, ready_at=time.time() + delay)
+            # The work is known before the record is visible: a record without work is
+            # one a restart interrupted. (Lock order: the state's, then the work's.)
+            with self._work_lock:
+                self._work[key] = self._pool.submit(
+                    getattr(self, f"_deploy_{module}"), rg, parameters)
             state.deployments[key] = record
-        with self._work_lock:
-            self._work[key] = self._pool.submit(
-                getattr(self, f"_deploy_{module}"), rg, parameters)
         return record
 
     def get_deployment(self, rg: str, name: str) -> DeploymentRecord:
@@ -232,13 +235,18 @@ class ResourceManager:
     def _finish_if_done(self, key: str, record: DeploymentRecord) -> None:
         """Finish a due deployment once its materialisation is done (exactly once)."""
         with self._work_lock:
+            if record.state != "Running" or key in self._finishing:
+                return
             work = self._work.get(key)
             if work is not None and not work.done():
                 return
             self._work.pop(key, None)
-            if record.state != "Running":
-                return
-            self._finish(record, work)
+            self._finishing.add(key)
+        try:
+            self._finish(record, work)  # takes the state's lock: not under the work's
+        finally:
+            with self._work_lock:
+                self._finishing.discard(key)
 
     def _finish(self, record: DeploymentRecord, work: Future[dict[str, Any]] | None) -> None:
         try:
