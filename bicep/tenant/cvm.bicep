@@ -65,7 +65,7 @@ param adminPasswordOrKey string
 @secure()
 param bootstrapScript string
 
-@description('Files the Custom Script extension downloads next to the script before running it: the guest agent\'s bootstrap.sh and systemd unit (passed in protectedSettings; the script checks their SHA-256).')
+@description('Files the Custom Script extension downloads next to the script before running it: the guest agent\'s bootstrap.sh and the systemd units of the agent and the analytics app (passed in protectedSettings; the script checks their SHA-256).')
 param bootstrapFileUris array = []
 
 var usesPassword = authenticationType == 'password'

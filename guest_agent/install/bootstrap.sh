@@ -225,12 +225,15 @@ write_app_config() {
     fi
 }
 
+# Restarted, not only started: a re-run (a redeployed VM, a new challenge) brings a new
+# configuration that a still-running agent would never read.
 install_unit() {
     local here
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
     run install -m 0644 -o root -g root "$here/$UNIT_NAME" "$UNIT_FILE"
     run systemctl daemon-reload
-    run systemctl enable --now "$UNIT_NAME"
+    run systemctl enable "$UNIT_NAME"
+    run systemctl restart "$UNIT_NAME"
 }
 
 # The app after the agent (its unit wants the agent's); restarted so a re-run's config applies.

@@ -57,7 +57,10 @@ def test_dry_run_plans_a_locked_down_install(tmp_path: Path) -> None:
     assert "chown -R root:root /opt/cotenant-agent" in plan
     assert "chmod -R u=rwX\\,go=rX /opt/cotenant-agent" in plan  # printf %q escapes the comma
     # The hardened unit is installed and started.
-    assert "systemctl enable --now cotenant-guest-agent.service" in plan
+    # enabled for boots, and restarted so a re-run's new configuration (challenge) applies
+    assert "systemctl enable cotenant-guest-agent.service" in plan
+    assert plan.index("systemctl enable cotenant-guest-agent.service") < \
+        plan.index("systemctl restart cotenant-guest-agent.service")
     # The configuration's content is never echoed; the dry run touches nothing.
     assert "marker-5f1e" not in plan + result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -199,7 +202,7 @@ def test_dry_run_with_an_app_installs_and_starts_it_after_the_agent(tmp_path: Pa
     assert "-r " + str(tmp_path) + "/cotenant-bundle.dryrun/analytics.lock" in plan
     assert "(0640 root:cotenant-app)" in plan
     assert f"{tmp_path}/etc/systemd/system/cotenant-analytics.service" in plan
-    assert plan.index("systemctl enable --now cotenant-guest-agent.service") < \
+    assert plan.index("systemctl restart cotenant-guest-agent.service") < \
         plan.index("systemctl restart cotenant-analytics.service")
     assert list(tmp_path.iterdir()) == []
 
