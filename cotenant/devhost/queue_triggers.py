@@ -1,7 +1,10 @@
 """Queue triggers on Azure Storage queues, with the host's retry and poison-queue behaviour.
 
-A message is received invisible for the processing time; when the function fails it is made
-visible again after ``visibilityTimeout``; once it has been dequeued ``maxDequeueCount``
+A message is received invisible for a short lease that is renewed while the function runs (as
+the host does), so a message whose processing died — the host, or a failed call to Storage
+after a failed function — is back within a lease rather than after the function timeout; when
+the function fails it is made visible again after ``visibilityTimeout``; once it has been
+dequeued ``maxDequeueCount``
 times (default 5) and fails again it moves to ``<queue>-poison``. Messages are base64 unless
 host.json sets ``extensions.queues.messageEncoding`` to ``none``.
 """
@@ -25,7 +28,11 @@ from .loader import Function
 from .settings import HostConfig, SettingsError
 
 log = logging.getLogger("cotenant.devhost")
-_PROCESSING_VISIBILITY = 600  # seconds a message stays invisible while the function runs
+# A received message stays invisible for LEASE_SECONDS, renewed every RENEW_SECONDS while its
+# function runs.
+LEASE_SECONDS = 30.0
+RENEW_SECONDS = 10.0
+_RETRIES = 3  # attempts of the Storage call that puts a failed message back
 
 
 def decode_body(content: str, base64_encoded: bool) -> bytes:
@@ -71,7 +78,7 @@ class QueueListener:
             try:
                 messages = [m async for m in self._queue.receive_messages(
                     messages_per_page=self.settings.batch_size,
-                    visibility_timeout=_PROCESSING_VISIBILITY,
+                    visibility_timeout=int(LEASE_SECONDS),
                     max_messages=self.settings.batch_size)]
             except Exception as exc:
                 log.warning("queue %s: receive failed: %s", self.queue_name, exc)
@@ -93,24 +100,70 @@ class QueueListener:
             dequeue_count=message.dequeue_count, expiration_time=message.expires_on,
             insertion_time=message.inserted_on, time_next_visible=message.next_visible_on,
             pop_receipt=message.pop_receipt)
+        lease = _Lease(self._queue, message)
         try:
-            await self.invoke(self.fn, {self.fn.trigger_param: msg})
+            async with lease:
+                await self.invoke(self.fn, {self.fn.trigger_param: msg})
         except Exception as exc:
             log.warning("Executed 'Functions.%s' (Failed, Id=%s, dequeue count %s): %s",
                         self.fn.name, message.id, message.dequeue_count, exc)
-            await self._failed(message)
+            await self._failed(message, lease.receipt)
             return
         self.processed += 1
-        await self._queue.delete_message(message.id, message.pop_receipt)
+        await self._queue.delete_message(message.id, lease.receipt)
 
-    async def _failed(self, message: Any) -> None:
+    async def _failed(self, message: Any, receipt: str) -> None:
         if message.dequeue_count >= self.settings.max_dequeue_count:
             with contextlib.suppress(ResourceExistsError):
                 await self._poison.create_queue()
             await self._poison.send_message(message.content)
-            await self._queue.delete_message(message.id, message.pop_receipt)
+            await self._queue.delete_message(message.id, receipt)
             log.warning("Message %s moved to %s-poison after %s attempts", message.id,
                         self.queue_name, message.dequeue_count)
             return
-        await self._queue.update_message(message.id, message.pop_receipt,
-                                         visibility_timeout=int(self.settings.visibility_timeout))
+        for attempt in range(_RETRIES):
+            try:
+                await self._queue.update_message(
+                    message.id, receipt,
+                    visibility_timeout=int(self.settings.visibility_timeout))
+                return
+            except Exception as exc:  # noqa: BLE001 - Storage unreachable: retry, then the lease
+                if attempt == _RETRIES - 1:
+                    log.warning("queue %s: message %s not put back (%s); it returns when its "
+                                "lease ends, within %.0f s", self.queue_name, message.id,
+                                type(exc).__name__, LEASE_SECONDS)
+                    return
+                await asyncio.sleep(0.2 * 2 ** attempt)
+
+
+class _Lease:
+    """Keeps a received message invisible while its function runs; ``receipt`` is the pop
+    receipt of the latest renewal (each renewal issues a new one)."""
+
+    def __init__(self, queue: QueueClient, message: Any) -> None:
+        self._queue, self._id = queue, message.id
+        self.receipt: str = message.pop_receipt
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Lease:
+        self._task = asyncio.get_running_loop().create_task(self._renew())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._done.set()  # an in-flight renewal finishes, so the receipt is current
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _renew(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), RENEW_SECONDS)
+            if self._done.is_set():
+                return
+            try:
+                renewed = await self._queue.update_message(
+                    self._id, self.receipt, visibility_timeout=int(LEASE_SECONDS))
+                self.receipt = renewed.pop_receipt
+            except Exception as exc:  # noqa: BLE001 - the next renewal tries again
+                log.warning("message %s: lease not renewed: %s", self._id, type(exc).__name__)

@@ -63,6 +63,25 @@ def test_queue_message_goes_to_poison_after_five_failures(
     assert not list(_queue(azurite, name).peek_messages())
 
 
+def test_a_message_outlasting_its_lease_is_renewed_not_redelivered(
+        azurite: Azurite, journal: Journal, app_settings: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cotenant.devhost import queue_triggers
+
+    monkeypatch.setattr(queue_triggers, "LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(queue_triggers, "RENEW_SECONDS", 0.3)
+    with DevHostHarness(APP, connection_string=azurite.connection_string,
+                        task_hub=unique("lease"), settings=app_settings, triggers=True):
+        queue = _queue(azurite, app_settings["DEVHOST_SAMPLE_QUEUE"])
+        queue.send_message("slow:3")  # three leases long
+        assert _until(lambda: journal.count("queue:slow:3:1") == 1)
+        time.sleep(1.5)  # past the first lease: only a renewal keeps it from another consumer
+        assert list(queue.receive_messages(visibility_timeout=1)) == []
+        assert _until(lambda: journal.count("queue-done:slow:3:1") == 1, timeout=20)
+        assert _until(lambda: not list(queue.peek_messages()))  # deleted: the last receipt
+        assert journal.count("queue:slow:3:") == 1
+
+
 def _exists(queue: QueueClient) -> bool:
     try:
         queue.get_queue_properties()

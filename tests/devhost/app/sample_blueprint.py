@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import azure.durable_functions as df
@@ -23,6 +24,9 @@ def _journal(line: str) -> None:
 def on_message(msg: func.QueueMessage) -> None:
     body = msg.get_body().decode()
     _journal(f"queue:{body}:{msg.dequeue_count}")
+    if body.startswith("slow:"):  # "slow:<seconds>": outlasts a short lease
+        time.sleep(float(body.split(":", 1)[1]))
+        _journal(f"queue-done:{body}:{msg.dequeue_count}")
     if body.startswith("fail"):
         raise RuntimeError("cannot process " + body)
 
