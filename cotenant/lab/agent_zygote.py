@@ -21,11 +21,10 @@ import importlib
 import multiprocessing
 import multiprocessing.process
 import os
-import select
-import signal
 import sys
-import threading
 from pathlib import Path
+
+from cotenant.lab.lifetime import exit_with
 
 # Variables a VM process must not inherit from the lab (the operator's credentials).
 SCRUBBED = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET",
@@ -58,28 +57,10 @@ def prepare_server() -> None:
 
 
 
-def _exit_with(lab_pid: int) -> None:
-    """SIGTERM this agent when the lab process ends — even a killed lab — so a VM's agent never
-    outlives its lab (a pidfd watched by a daemon thread; Linux ≥ 5.3, elsewhere the lab's own
-    shutdown stops its agents)."""
-    try:
-        pidfd = os.pidfd_open(lab_pid)
-    except ProcessLookupError:
-        os._exit(0)
-    except (AttributeError, OSError):
-        return
-
-    def watch() -> None:
-        select.select([pidfd], [], [])
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="lab-watch", daemon=True).start()
-
-
 def run_agent(config: str, env: dict[str, str], cwd: str, log: str, lab_pid: int) -> None:
     """The child: become the VM's agent (new session, its environment, cwd and log)."""
     os.setsid()
-    _exit_with(lab_pid)
+    exit_with(lab_pid)
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)

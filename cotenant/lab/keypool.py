@@ -20,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cotenant.lab.ca import private_pem
+from cotenant.lab.lifetime import exit_with
 
 DEFAULT_STOCK = {2048: 24, 3072: 12}
 
@@ -28,9 +29,11 @@ def generate_pem(size: int) -> bytes:
     return private_pem(rsa.generate_private_key(public_exponent=65537, key_size=size))
 
 
-def _lower_priority() -> None:
-    """The lowest CPU priority, whatever the lab's own (``nice`` is relative)."""
+def _worker_start(lab_pid: int) -> None:
+    """The lowest CPU priority, whatever the lab's own (``nice`` is relative); and the worker
+    ends with the lab."""
     os.setpriority(os.PRIO_PROCESS, 0, 19)
+    exit_with(lab_pid)
 
 
 class RsaKeyPool:
@@ -48,7 +51,7 @@ class RsaKeyPool:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("forkserver"),
-                    initializer=_lower_priority)
+                    initializer=_worker_start, initargs=(os.getpid(),))
         self._refill()
 
     def stop(self) -> None:

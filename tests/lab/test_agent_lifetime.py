@@ -23,6 +23,23 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [c for c, p in parents.items() if p in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def _gone(pids: list[int], timeout: float = 20.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_running(p) for p in pids):
@@ -67,6 +84,9 @@ def test_agents_stop_with_the_lab_and_die_with_a_killed_one(tmp_path: Path,
         rebooted = [vm["agent_pid"] for vm in lab.client.vms() if vm["agent_running"]]
         assert len(rebooted) == 2 and not set(rebooted) & set(pids)
         assert lab.process is not None
+        helpers = _descendants(lab.process.pid)  # the agents' zygote, the key-stock worker
+        assert len(helpers) >= 2
         lab.process.send_signal(signal.SIGKILL)  # the lab alone, no clean-up
         lab.process.wait(timeout=10)
         assert _gone(rebooted) == [], "an agent outlived a killed lab"
+        assert _gone(helpers) == [], "a lab helper process outlived a killed lab"
