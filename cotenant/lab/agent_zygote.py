@@ -54,6 +54,10 @@ def prepare_server() -> None:
     for name in _SERVER_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # httpx imports its transport (httpcore, anyio glue) when the first client is made.
+    import httpx
+
+    httpx.Client(trust_env=False).close()
 
 
 
