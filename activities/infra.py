@@ -89,6 +89,10 @@ def ensure_resource_group(payload: dict[str, Any]) -> dict[str, Any]:
     return {"resource_group": plan.resource_group}
 
 
+# An activity holds a worker slot while it waits: keep the wait short.
+MAX_WAIT_SECONDS = 5.0
+
+
 @bp.activity_trigger(input_name="payload")
 @activity
 def start_deployment(payload: dict[str, Any]) -> dict[str, Any]:
@@ -103,11 +107,10 @@ def start_deployment(payload: dict[str, Any]) -> dict[str, Any]:
     except DeploymentInputError as exc:
         return failed(f"parameters of module {module}: {exc}", name)
     found = target.start_deployment(plan.resource_group, name, module, params)
+    wait = min(float(payload.get("wait_seconds") or 0.0), MAX_WAIT_SECONDS)
+    if wait > 0 and not found.state.terminal:  # a short deployment ends within this step
+        found = target.get_deployment(plan.resource_group, name, wait_seconds=wait)
     return {"deployment": _dump(found)}
-
-
-# An activity holds a worker slot while it waits: keep the wait short.
-MAX_WAIT_SECONDS = 5.0
 
 
 def _dump(deployment: Any) -> dict[str, Any]:

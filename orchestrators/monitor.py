@@ -1,10 +1,10 @@
 """``monitor_deployment``: start one module deployment, then poll it with durable timers.
 
-``start_deployment`` returns at once and ``get_deployment`` reads the state. With
-``deployment_wait_seconds`` (0 = off) ``get_deployment`` re-reads it every ``poll_seconds`` for
-up to that long before returning, so a deployment costs one orchestration step per wait
-instead of two (timer, then read) per poll; otherwise the orchestration sleeps on a durable
-timer between polls.
+``start_deployment`` starts it and ``get_deployment`` reads the state. With
+``deployment_wait_seconds`` (0 = off) both wait up to that long for the end before returning
+(the lab answers when the deployment ends; Azure is re-read every ``poll_seconds``), so a short
+deployment costs one step and a long one one step per wait instead of two (timer, then read)
+per poll; otherwise the orchestration sleeps on a durable timer between polls.
 A failure whose cloud error code is transient restarts the deployment (up to
 ``deploy_attempts``); any other failure ends the orchestration with the cloud's message.
 """
@@ -41,7 +41,7 @@ def monitor_deployment(context: df.DurableOrchestrationContext):
     attempt = 1
     while True:
         started = yield context.call_activity_with_retry(
-            "start_deployment", retry, data)
+            "start_deployment", retry, {**data, "wait_seconds": timing["deployment_wait_seconds"]})
         deployment = checked(started, f"starting deployment {name}")["deployment"]
         where = {"resource_group": deployment["resource_group"], "name": deployment["name"]}
         deadline = later(context, timing["deployment_timeout_seconds"])
