@@ -12,6 +12,7 @@ the releases the agents observed with the spec's access matrix.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from activities.blueprint import bp
@@ -107,6 +108,9 @@ def verify_attestation(payload: dict[str, Any]) -> dict[str, Any]:
     }}
 
 
+READBACK_CONCURRENCY = 8
+
+
 def grants_readback(plan: Plan) -> tuple[dict[str, list[str]], list[str]]:
     """Key owner → parties holding a release grant on its key (read from the cloud), and
     the differences from the plan.
@@ -117,15 +121,20 @@ def grants_readback(plan: Plan) -> tuple[dict[str, list[str]], list[str]]:
     as surely as a per-key one. Any other holder — the control plane's operator included —
     is a difference."""
     target = cloud()
+    # Two reads per party, independent of each other: made at once (ten parties, twenty
+    # round trips, would otherwise add seconds to the end of every deployment).
+    with ThreadPoolExecutor(max_workers=READBACK_CONCURRENCY) as pool:
+        identities = pool.map(lambda p: target.get_identity(plan.resource_group,
+                                                             p.identity_name), plan.parties)
+        grants = pool.map(lambda p: target.list_key_grants(plan.resource_group, p.vault_name,
+                                                           p.app_key_name), plan.parties)
+        identities, grants = list(identities), list(grants)
     principal_to_party = {target.operator.principal_id: "the control plane operator"}
-    principal_to_party.update({
-        target.get_identity(plan.resource_group, p.identity_name).principal_id: p.party
-        for p in plan.parties})
+    principal_to_party.update({identity.principal_id: p.party
+                               for p, identity in zip(plan.parties, identities, strict=True)})
     holders: dict[str, list[str]] = {}
     problems = []
-    for owner in plan.parties:
-        found = target.list_key_grants(plan.resource_group, owner.vault_name,
-                                       owner.app_key_name)
+    for owner, found in zip(plan.parties, grants, strict=True):
         parties = sorted({principal_to_party.get(g.principal_id, g.principal_id)
                           for g in found if g.is_release_role})
         holders[owner.party] = parties
