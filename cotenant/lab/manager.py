@@ -49,6 +49,7 @@ from starlette.routing import Route
 from cotenant.crypto.encoding import b64url_encode
 from cotenant.deployments import MODULES, module_path
 from cotenant.lab.claims import VM_KINDS
+from cotenant.lab.data import deploy_data
 from cotenant.lab.faults import FaultInjector
 from cotenant.lab.http import HttpError, json_body
 from cotenant.lab.identity import IdentityService
@@ -164,6 +165,7 @@ class ResourceManager:
             state.role_assignments = [
                 a for a in state.role_assignments
                 if a.principal_id not in principals and a.scope != group
+                and not a.scope.lower().startswith(group + "/")  # ARM ids in the group
                 and not a.scope.startswith(scopes or ("\0",))]
             for vault in vaults:
                 del state.vaults[vault]
@@ -382,6 +384,9 @@ class ResourceManager:
             "privateIpAddress": p["privateIpAddress"],
             "identityPrincipalId": identity.principal_id,
         }
+
+    def _deploy_data(self, rg: str, p: dict[str, Any]) -> dict[str, Any]:
+        return deploy_data(self.store, rg, p)
 
     def _deploy_gateway(self, rg: str, p: dict[str, Any]) -> dict[str, Any]:
         gateway_id = self.arm_id(rg, "Microsoft.Network", "applicationGateways",

@@ -3,6 +3,7 @@ for exactly the parties that may release the owner's key, the container made in 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,42 @@ def test_failures_azure_would_report(tmp_path):
     with pytest.raises(HttpError) as err:
         deploy_data(store, "rg-other", _params(plan, store, "contoso"))
     assert err.value.code == "StorageAccountAlreadyTaken"
+
+
+def test_the_lab_deploys_the_module_and_its_group_deletion_removes_the_grants(lab_env):
+    from cotenant.deployments import deployment_name
+    from cotenant.lab.data import data_assignments
+
+    client = lab_env.client
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["name"] = "labdat2"
+    data["parties"][0]["data_uploaders"] = [UPLOADER]
+    plan = build_plan(parse_spec(data))
+    rg = plan.resource_group
+    client.ensure_resource_group(rg, plan.location, {"tenant": plan.tenant})
+
+    def deploy(module: str, party: str | None = None, **inputs) -> dict:
+        name = deployment_name(plan, module, party)
+        client.start_deployment(rg, name, module, module_parameters(plan, module, party,
+                                                                    **inputs))
+        done = client.get_deployment(rg, name, wait=20)
+        assert done["state"] == "Succeeded", done
+        return done["outputs"]
+
+    deploy("network")
+    ids = {p.party: client.create_identity(p.identity_name, rg)["principal_id"]
+           for p in plan.parties}
+    outputs = deploy("data", "contoso", principal_ids=ids)
+    assert outputs["containerName"] == "contoso-data"
+    assert outputs["storageAccountId"].endswith(plan.party("contoso").storage_account_name)
+    names = {v: k for k, v in ids.items()}
+    mine = [a for a in client.role_assignments() if f"/resourceGroups/{rg}/" in a["scope"]]
+    assert {(names.get(p, p), c, r) for p, c, r in data_assignments(mine)} == {
+        ("woodgrove", "contoso-data", BLOB_READER), (UPLOADER, "contoso-data", BLOB_CONTRIBUTOR)}
+    client.delete_resource_group(rg)
+    deadline = time.monotonic() + 30
+    while client.resource_group(rg) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.resource_group(rg) is None
+    # the uploader is no identity of the group: its grant goes with the container's group
+    assert not [a for a in client.role_assignments() if f"/resourceGroups/{rg}/" in a["scope"]]
