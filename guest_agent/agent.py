@@ -36,7 +36,7 @@ ATTEST_ATTEMPTS = 3
 # Release attempts in flight at once at start-up: each is a network round trip to a vault
 # (token check, wrap, JWS) and the trust matrix needs one per key of the tenant. In the lab
 # (one process serving every vault) 3 did as well as 8 with less load on the lab.
-RELEASE_CONCURRENCY = 3
+RELEASE_CONCURRENCY = 6
 _HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
