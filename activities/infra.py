@@ -10,6 +10,7 @@ from typing import Any
 from activities.agent import agent_config, command_queue
 from activities.blueprint import bp
 from activities.common import activity, cloud, failed, plan_of
+from activities.data import data_inputs
 from cotenant.appconfig import azure_app_config
 from cotenant.cloud.base import Cloud, DeploymentState, ResourceGroupState
 from cotenant.cloud.bootstrap import render_bootstrap
@@ -51,6 +52,9 @@ def secure_inputs(target: Cloud, plan: Plan, module: str, party: str | None,
         return {"principal_ids": {
             g.grantee: target.get_identity(plan.resource_group, g.grantee_identity).principal_id
             for g in plan.grants_for_key(party)}}
+    if module == "data":
+        assert party is not None
+        return data_inputs(target, plan, party)
     if module == "cvm":
         assert party is not None
         me = plan.party(party)

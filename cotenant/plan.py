@@ -60,7 +60,8 @@ GATEWAY_SSL_POLICY = "AppGwSslPolicy20220101S"
 
 # Phase estimates (seconds), from the seed's stated timeline for three parties: shared
 # infrastructure ~2 min; vaults, identities, keys, DES ~4 min (80 s a party); CVMs + bootstrap
-# ~12 min (240 s a party); gateway ~8 min; Bastion ~5 min (debug only).
+# ~12 min (240 s a party); gateway ~8 min; Bastion ~5 min (debug only). Not in the seed: each
+# party's data storage account (~30 s, beside the critical path).
 ESTIMATES: dict[str, float] = {
     "resource-group": 10.0,
     "network": 110.0,
@@ -426,6 +427,12 @@ def _phases(spec: TenantSpec) -> list[Phase]:
             Phase(name=f"grants:{n}",
                   depends_on=[f"app-key:{n}", *(f"party:{g}" for g in p.releasable_by if g != n)],
                   estimate_seconds=est["grants"], party=n, module="grants"),
+            # the party's own storage: its VNet rule needs the network phase's service
+            # endpoint, its container grants the identities of the parties that may release
+            # its key
+            Phase(name=f"data:{n}",
+                  depends_on=["network", *(f"party:{g}" for g in p.releasable_by if g != n)],
+                  estimate_seconds=est["data"], party=n, module="data"),
             Phase(name=f"cvm:{n}", depends_on=["network", f"party:{n}"],
                   estimate_seconds=est["cvm"], party=n, module="cvm"),
             Phase(name=f"bootstrap:{n}",
@@ -438,7 +445,8 @@ def _phases(spec: TenantSpec) -> list[Phase]:
         ]
     phases.append(Phase(name="gateway", depends_on=["network"], estimate_seconds=est["gateway"],
                         module="gateway"))
-    final_deps = [*(f"verify:{p.name}" for p in spec.parties), "gateway"]
+    final_deps = [*(f"verify:{p.name}" for p in spec.parties),
+                  *(f"data:{p.name}" for p in spec.parties), "gateway"]
     if spec.debug:
         phases.append(Phase(name="bastion", depends_on=["network"],
                             estimate_seconds=est["bastion"], module="bastion"))

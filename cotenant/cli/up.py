@@ -138,12 +138,14 @@ def phases_table(status: dict[str, Any]) -> Table:
 
 def parties_table(status: dict[str, Any]) -> Table:
     table = Table(title="parties", title_justify="left")
-    for column in ("party", "state", "cvm", "bootstrap", "attested", "releases"):
+    for column in ("party", "state", "data", "cvm", "bootstrap", "attested", "releases"):
         table.add_column(column)
     for party in status["parties"]:
         releases = ", ".join(f"{owner}:{r['outcome']}" for owner, r in
                              sorted(party["releases"].items()))
-        table.add_row(party["name"], party["state"], _cell(party["cvm"], party["cvm"]),
+        data = party.get("data", "pending")  # its storage account, container and read grants
+        table.add_row(party["name"], party["state"], _cell(data, data),
+                      _cell(party["cvm"], party["cvm"]),
                       _cell(party["bootstrap"], party["bootstrap"]),
                       _cell("yes", "succeeded") if party["attested"] else _cell("no", "pending"),
                       releases)

@@ -120,8 +120,39 @@ def test_three_parties_attested_with_verified_tokens(stack, outcomes, lab_stack)
         assert summary["debuggable"] is False
         assert summary["issuer"].startswith("https://sharedneu.neu.attest.azure.net")
     for phase in ("network", "gateway", "party:contoso", "grants:fabrikam", "cvm:woodgrove",
-                  "bootstrap:contoso", "verify:woodgrove", "finalize"):
+                  "bootstrap:contoso", "verify:woodgrove", "data:contoso", "data:woodgrove",
+                  "finalize"):
         assert body["timeline"][phase]["state"] == "succeeded", phase
+    for party in body["parties"]:
+        assert party["data"] == "succeeded"
+        assert party["data_container"] == f"{party['name']}-data"
+        assert party["storage_account"].startswith(f"stdemo{party['name']}"[:16])
+
+
+def test_data_containers_are_readable_only_by_the_parties_that_may_release_the_key(
+        stack, outcomes, lab_stack, azurite):
+    from azure.storage.blob import BlobServiceClient
+
+    from cotenant.lab.data import BLOB_READER, data_assignments
+
+    lab = lab_stack.client
+    names = {i["principal_id"]: i["name"].removeprefix("id-demo-") for i in lab.identities()
+             if i["name"].startswith("id-demo-")}
+    demo = [a for a in lab.role_assignments() if "/resourceGroups/rg-demo/" in a["scope"]]
+    held = {(names.get(principal, principal), container, role)
+            for principal, container, role in data_assignments(demo)}
+    # Woodgrove's CVM identity reads Contoso's and Fabrikam's sealed data; not the other way
+    # round, and no owner reads another owner's container (nor is granted its own: it uploads)
+    assert held == {("woodgrove", "contoso-data", BLOB_READER),
+                    ("woodgrove", "fabrikam-data", BLOB_READER)}
+    for a in demo:
+        if a["role"] == BLOB_READER:
+            assert "/providers/Microsoft.Storage/storageAccounts/stdemo" in a["scope"]
+            assert a["scope"].endswith(("/blobServices/default/containers/contoso-data",
+                                        "/blobServices/default/containers/fabrikam-data"))
+    containers = {c.name for c in BlobServiceClient.from_connection_string(
+        azurite.connection_string).list_containers()}
+    assert {"contoso-data", "fabrikam-data", "woodgrove-data"} <= containers
 
 
 def test_trust_matrix_matches_spec_and_refusals_were_attempted(stack, outcomes, lab_stack):
@@ -421,6 +452,8 @@ def test_teardown_removes_everything(stack, outcomes, lab_stack):
     assert lab_stack.client.resource_group("rg-demo") is None
     assert not [v for v in lab_stack.client.vms() if v["name"].startswith("vm-demo-")]
     assert not [i for i in lab_stack.client.identities() if i["name"].startswith("id-demo-")]
+    assert not [a for a in lab_stack.client.role_assignments()
+                if "/resourceGroups/rg-demo/" in a["scope"]]
     assert tenant(stack, "demo")["teardown"]["runtime_status"] == "Completed"
 
 

@@ -29,7 +29,11 @@ def test_each_party_chain_is_one_node_after_the_grants_it_needs():
         "network", "party:woodgrove", "grants:contoso", "grants:fabrikam", "grants:woodgrove"}
     assert set(graph["provision:contoso"]) == {"network", "party:contoso", "grants:contoso"}
     assert set(graph["finalize"]) == {"provision:contoso", "provision:fabrikam",
-                                      "provision:woodgrove", "gateway"}
+                                      "provision:woodgrove", "gateway", "data:contoso",
+                                      "data:fabrikam", "data:woodgrove"}
+    # each party's storage beside its chain, once the readers' identities exist
+    assert set(graph["data:contoso"]) == {"network", "party:woodgrove"}
+    assert graph["data:woodgrove"] == ["network"]
     assert graph["gateway"] == ["network"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 
 from cotenant.cli.up import parties_table, phases_table, timeline_table, trust_matrix_table
@@ -15,9 +17,9 @@ STATUS = {
                         "ended": "2026-01-01T00:00:02.600Z", "seconds": 1.5},
     },
     "parties": [
-        {"name": "contoso", "state": "succeeded", "cvm": "succeeded", "bootstrap": "succeeded",
-         "attested": True, "releases": {"contoso": {"outcome": "released"},
-                                        "woodgrove": {"outcome": "refused"}}},
+        {"name": "contoso", "state": "succeeded", "data": "succeeded", "cvm": "succeeded",
+         "bootstrap": "succeeded", "attested": True,
+         "releases": {"contoso": {"outcome": "released"}, "woodgrove": {"outcome": "refused"}}},
         {"name": "woodgrove", "state": "succeeded", "cvm": "succeeded",
          "bootstrap": "succeeded", "attested": True, "releases": {}},
     ],
@@ -47,6 +49,13 @@ def test_trust_matrix_shows_releases_refusals_and_mismatches():
 
 def test_progress_and_timeline_tables():
     assert "cvm:contoso" in render(phases_table(STATUS))
-    assert "contoso:released" in render(parties_table(STATUS))
+    parties = render(parties_table(STATUS))
+    assert "contoso:released" in parties
+    # each party's data storage has its column (pending until its data phase reports)
+    header, contoso, woodgrove = ([cell.strip() for cell in re.split("[┃│]", line)[1:-1]]
+                                  for line in parties.splitlines()
+                                  if re.match("[┃│] (party|contoso|woodgrove) ", line))
+    assert header[:4] == ["party", "state", "data", "cvm"]
+    assert (contoso[2], woodgrove[2]) == ("succeeded", "pending")
     text = render(timeline_table(STATUS))
     assert "makespan 2.60s" in text and "+1.10" in text

@@ -169,8 +169,10 @@ def test_phase_estimates_reproduce_the_seed_timeline(plan, debug_plan):
     assert _seconds(plan, "cvm", "bootstrap", "attest", "verify") == SEED_MINUTES["cvm"] * 60
     assert _seconds(plan, "gateway") == SEED_MINUTES["gateway"] * 60
     assert _seconds(debug_plan, "bastion") == SEED_MINUTES["bastion"] * 60
-    assert plan.sequential_seconds == 26 * 60  # the seed's 25-30 minutes, sequential
-    assert debug_plan.sequential_seconds == 31 * 60
+    # the seed's 25-30 minutes, sequential, and each party's data storage (not in the seed)
+    assert _seconds(plan, "data") == 3 * 30
+    assert plan.sequential_seconds == 26 * 60 + 3 * 30
+    assert debug_plan.sequential_seconds == 31 * 60 + 3 * 30
 
 
 def test_critical_path_is_far_shorter_than_sequential(plan, debug_plan):
@@ -201,9 +203,10 @@ def test_phase_graph_dependencies(plan):
         "cvm:woodgrove", "grants:contoso", "grants:fabrikam", "grants:woodgrove"}
     assert set(plan.phase("cvm:fabrikam").depends_on) == {"network", "party:fabrikam"}
     assert set(plan.phase("finalize").depends_on) == {
-        "verify:contoso", "verify:fabrikam", "verify:woodgrove", "gateway"}
+        "verify:contoso", "verify:fabrikam", "verify:woodgrove", "gateway",
+        "data:contoso", "data:fabrikam", "data:woodgrove"}
     modules = {p.module for p in plan.phases if p.module}
-    assert modules == {"network", "party", "grants", "cvm", "gateway"}
+    assert modules == {"network", "party", "grants", "cvm", "gateway", "data"}
     assert plan.phase("app-key:contoso").kind == "activity"
     assert plan.phase("party:contoso").party == "contoso"
 
@@ -284,7 +287,7 @@ def test_ten_party_example_scales():
     assert not any(matrix.can_release(a, b) for a in owners for b in owners if a != b)
     # per-party work runs in parallel: the critical path does not grow with the party count
     assert plan.critical_path_seconds == 600
-    assert plan.sequential_seconds == 120 + 10 * (80 + 240) + 480
+    assert plan.sequential_seconds == 120 + 10 * (80 + 30 + 240) + 480
     assert all(p.release_policy["anyOf"][0]["allOf"][-1] == {
         "claim": "x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable", "equals": False}
         for p in plan.parties)
@@ -298,3 +301,26 @@ def test_each_party_plan_carries_its_data_uploaders_and_ranges():
     assert contoso.data_uploaders == ["3f2504e0-4f89-41d3-9a0c-0305e82c3301"]
     assert contoso.data_allowed_ip_ranges == ["20.61.7.9/32"]
     assert (fabrikam.data_uploaders, fabrikam.data_allowed_ip_ranges) == ([], [])
+
+
+@pytest.mark.parametrize("example", ["three-party.yaml", "ten-party.yaml"])
+def test_data_phases_run_beside_the_critical_path(example):
+    plan = build_plan(load_spec(REPO_ROOT / "examples" / example))
+    assert plan.critical_path == ["resource-group", "network", "gateway"]
+    assert plan.critical_path_seconds == 600
+    for party in plan.parties:
+        phase = plan.phase(f"data:{party.party}")
+        assert (phase.module, phase.party, phase.kind) == ("data", party.party, "deployment")
+        # after the subnet's storage endpoint and the identities its container grants
+        readers = [g for g in party.releasable_by if g != party.party]
+        assert set(phase.depends_on) == {"network", *(f"party:{r}" for r in readers)}
+        assert phase.name in plan.phase("finalize").depends_on
+        # done 150 s in (resource group, network, then 30 s), long before the gateway
+        needed, todo = set(), [phase.name]
+        while todo:
+            name = todo.pop()
+            needed.add(name)
+            todo += plan.phase(name).depends_on
+        chain, length = critical_path([p for p in plan.phases if p.name in needed])
+        assert chain == ["resource-group", "network", phase.name]
+        assert length == 10 + 110 + 30
