@@ -408,11 +408,15 @@ class ResourceManager:
 
     @staticmethod
     def _warm() -> None:
-        """Parse every module once in the background (pycep is slow; results are cached)."""
+        """Parse every module once in the background (pycep is slow; results are cached), and
+        import what the data module's Azurite container needs (else ten deployments wait on
+        that import at once)."""
         for module in MODULES:
             bicep = _bicep_params()
             with contextlib.suppress(bicep.BicepParseError):
                 bicep.declared_parameters(module_path(module))
+        with contextlib.suppress(ImportError):
+            importlib.import_module("azure.storage.blob")
 
     def stop(self) -> None:
         if self._task is not None:
