@@ -225,25 +225,15 @@ write_app_config() {
     fi
 }
 
-# Restarted, not only started: a re-run (a redeployed VM, a new challenge) brings a new
-# configuration that a still-running agent would never read.
+# Install a unit shipped next to this script, enable it and (re)start it: restarted, not only
+# started, so a re-run (a redeployed VM, a new challenge) applies its new configuration.
 install_unit() {
-    local here
+    local name="$1" target="$2" here
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-    run install -m 0644 -o root -g root "$here/$UNIT_NAME" "$UNIT_FILE"
+    run install -m 0644 -o root -g root "$here/$name" "$target"
     run systemctl daemon-reload
-    run systemctl enable "$UNIT_NAME"
-    run systemctl restart "$UNIT_NAME"
-}
-
-# The app after the agent (its unit wants the agent's); restarted so a re-run's config applies.
-install_app_unit() {
-    local here
-    here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-    run install -m 0644 -o root -g root "$here/$APP_UNIT" "$APP_UNIT_FILE"
-    run systemctl daemon-reload
-    run systemctl enable "$APP_UNIT"
-    run systemctl restart "$APP_UNIT"
+    run systemctl enable "$name"
+    run systemctl restart "$name"
 }
 
 main() {
@@ -257,10 +247,10 @@ main() {
     lock_down_ssh
     install_bundle
     write_config
-    install_unit
+    install_unit "$UNIT_NAME" "$UNIT_FILE"
     if [[ -n "$APP_CONFIG_SRC" ]]; then
         write_app_config
-        install_app_unit
+        install_unit "$APP_UNIT" "$APP_UNIT_FILE"  # after the agent's: the app's unit wants it
     fi
     # The config came in through the command line: drop it from this shell.
     CONFIG_B64=""

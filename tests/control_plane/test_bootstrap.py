@@ -298,7 +298,7 @@ def test_bootstrap_sh_installs_and_starts_the_app_as_its_own_user(app_script, tm
     unit = out.index(f"DRY-RUN: install -m 0644 -o root -g root "
                      f"{INSTALL_DIR}/cotenant-analytics.service "
                      f"{tmp_path}/etc/systemd/system/cotenant-analytics.service")
-    agent_started = out.index("DRY-RUN: systemctl enable --now cotenant-guest-agent.service")
+    agent_started = out.index("DRY-RUN: systemctl restart cotenant-guest-agent.service")
     started = out.index("DRY-RUN: systemctl restart cotenant-analytics.service")
     assert "DRY-RUN: systemctl enable cotenant-analytics.service" in out
     assert agent_started < config < unit < started
