@@ -67,3 +67,24 @@ def make_skr_key(lab: RunningLab, *, extra_claims: list | None = None,
         client.grant(releaser["client_id"], f"{url}/keys/{key.name}",
                      "Key Vault Crypto Service Release User")
     return SkrKey(lab, url, key, releaser, policy)
+
+
+def agent_config_toml(lab: RunningLab, key: SkrKey, azurite_queue_url: str,
+                      connection_string: str, *, tenant: str, reports: str,
+                      commands: str) -> str:
+    """A guest agent configuration releasing ``key`` for a lab VM holding its releaser."""
+    from cotenant.azurite import free_port
+    from guest_agent.config import AgentConfig
+
+    return AgentConfig(
+        tenant=tenant, party="contoso", vm_name=f"{tenant}-vm",
+        orchestration={"instance": tenant, "nonce": "nonce-0123456789"},
+        attestation={"endpoint": lab.client.endpoints.attestation_url},
+        identity={"client_id": key.releaser["client_id"]},
+        keys=[{"vault_url": key.vault_url, "name": key.name}],
+        queues={"reports_url": f"{azurite_queue_url}/{reports}",
+                "commands_url": f"{azurite_queue_url}/{commands}",
+                "connection_string": connection_string},
+        api={"listen": f"127.0.0.1:{free_port()}"},
+    ).to_toml()
+

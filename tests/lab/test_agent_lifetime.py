@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cotenant.azurite import Azurite, free_port
+from cotenant.azurite import Azurite
 from cotenant.lab.testing import RunningLab, running_lab
-from guest_agent.config import AgentConfig
-from tests.lab.helpers import make_skr_key, unique
+from tests.lab.helpers import agent_config_toml, make_skr_key, unique
 
 pytestmark = [pytest.mark.azurite, pytest.mark.slow]
 
@@ -52,20 +51,12 @@ def _boot_agents(lab: RunningLab, azurite: Azurite, count: int) -> list[int]:
         key = make_skr_key(lab)
     pids = []
     for _ in range(count):
-        config = AgentConfig(
-            tenant="lifetime", party="contoso", vm_name="lifetime-vm",
-            orchestration={"instance": "lifetime", "nonce": "nonce-0123456789"},
-            attestation={"endpoint": lab.client.endpoints.attestation_url},
-            identity={"client_id": key.releaser["client_id"]},
-            keys=[{"vault_url": key.vault_url, "name": key.name}],
-            queues={"reports_url": f"{azurite.queue_url}/{unique('reports')}",
-                    "commands_url": f"{azurite.queue_url}/{unique('commands')}",
-                    "connection_string": azurite.connection_string},
-            api={"listen": f"127.0.0.1:{free_port()}"},
-        )
+        config = agent_config_toml(lab, key, azurite.queue_url, azurite.connection_string,
+                                   tenant="lifetime", reports=unique("reports"),
+                                   commands=unique("commands"))
         vm = lab.client.create_vm(unique("life"), "confidential",
                                   identities=[key.releaser["client_id"]],
-                                  agent_config=config.to_toml())
+                                  agent_config=config)
         assert vm["agent_running"], vm
         pids.append(vm["agent_pid"])
     return pids

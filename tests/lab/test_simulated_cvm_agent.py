@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueClient
 
-from cotenant.azurite import Azurite, free_port
+from cotenant.azurite import Azurite
 from cotenant.lab.testing import RunningLab
-from tests.lab.helpers import make_skr_key, unique
-
-agent_config = pytest.importorskip("guest_agent.config")
+from tests.lab.helpers import agent_config_toml, make_skr_key, unique
 
 
 @pytest.mark.azurite
@@ -25,20 +23,11 @@ def test_guest_agent_in_a_simulated_cvm_releases_its_key(lab_env: RunningLab,
     reports, commands = unique("lab-reports"), unique("lab-commands")
     for queue in (reports, commands):
         QueueClient.from_connection_string(azurite.connection_string, queue).create_queue()
-    config = agent_config.AgentConfig(
-        tenant="labtest", party="contoso", vm_name="labtest-vm",
-        orchestration={"instance": "labtest", "nonce": "nonce-0123456789"},
-        attestation={"endpoint": client.endpoints.attestation_url},
-        identity={"client_id": key.releaser["client_id"]},
-        keys=[{"vault_url": key.vault_url, "name": key.name}],
-        queues={"reports_url": f"{azurite.queue_url}/{reports}",
-                "commands_url": f"{azurite.queue_url}/{commands}",
-                "connection_string": azurite.connection_string},
-        api={"listen": f"127.0.0.1:{free_port()}"},
-    )
+    config = agent_config_toml(lab_env, key, azurite.queue_url, azurite.connection_string,
+                               tenant="labtest", reports=reports, commands=commands)
     vm = unique("cvm")
     created = client.create_vm(vm, "confidential", identities=[key.releaser["client_id"]],
-                               agent_config=config.to_toml())
+                               agent_config=config)
     try:
         assert created["agent_running"] and created["has_agent_config"]
         deadline = time.monotonic() + 90
