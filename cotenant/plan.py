@@ -435,8 +435,13 @@ def _phases(spec: TenantSpec) -> list[Phase]:
                   estimate_seconds=est["data"], party=n, module="data"),
             Phase(name=f"cvm:{n}", depends_on=["network", f"party:{n}"],
                   estimate_seconds=est["cvm"], party=n, module="cvm"),
+            # the agent releases the keys it may (their grants in place) and probes every
+            # other key of the tenant, which must exist for its vault to refuse it (403, not
+            # 404)
             Phase(name=f"bootstrap:{n}",
-                  depends_on=[f"cvm:{n}", *(f"grants:{o}" for o in may_release)],
+                  depends_on=[f"cvm:{n}", *(f"grants:{o}" for o in may_release),
+                              *(f"app-key:{o.name}" for o in spec.parties
+                                if o.name not in may_release)],
                   estimate_seconds=est["bootstrap"], party=n, kind="activity"),
             Phase(name=f"attest:{n}", depends_on=[f"bootstrap:{n}"],
                   estimate_seconds=est["attest"], party=n, kind="wait"),

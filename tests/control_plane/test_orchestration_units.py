@@ -27,7 +27,9 @@ def test_each_party_chain_is_one_node_after_the_grants_it_needs():
     assert "cvm:contoso" not in graph and "verify:woodgrove" not in graph
     assert set(graph["provision:woodgrove"]) == {
         "network", "party:woodgrove", "grants:contoso", "grants:fabrikam", "grants:woodgrove"}
-    assert set(graph["provision:contoso"]) == {"network", "party:contoso", "grants:contoso"}
+    # contoso's agent probes the others' keys: they must exist for their vaults to refuse it
+    assert set(graph["provision:contoso"]) == {"network", "party:contoso", "grants:contoso",
+                                               "app-key:fabrikam", "app-key:woodgrove"}
     assert set(graph["finalize"]) == {"provision:contoso", "provision:fabrikam",
                                       "provision:woodgrove", "gateway", "data:contoso",
                                       "data:fabrikam", "data:woodgrove"}
