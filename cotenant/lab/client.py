@@ -42,7 +42,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
 from cotenant.lab.endpoints import LabEndpoints
-from cotenant.lab.vault.service import vault_url as _vault_url
+from cotenant.lab.vault.names import vault_url as _vault_url
 from cotenant.lab.vtpm import SoftwareVTPM
 
 

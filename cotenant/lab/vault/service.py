@@ -24,16 +24,12 @@ from cotenant.lab.http import HttpError, json_body
 from cotenant.lab.identity import IdentityService
 from cotenant.lab.state import Key, LabState, RoleAssignment, StateStore, Vault
 from cotenant.lab.vault import keys as kv
+from cotenant.lab.vault.names import VAULT_SUFFIX, vault_url
 from cotenant.lab.vault.rbac import authorize
 from cotenant.lab.vault.release import Releaser
 
-VAULT_SUFFIX = ".vault.azure.net"
 RESOURCE = "https://vault.azure.net"
 DEFAULT_API_VERSION = "7.4"
-
-
-def vault_url(name: str) -> str:
-    return f"https://{name}{VAULT_SUFFIX}"
 
 
 def valid_vault_name(name: str) -> bool:
