@@ -97,6 +97,11 @@ def ensure_resource_group(payload: dict[str, Any]) -> dict[str, Any]:
 MAX_WAIT_SECONDS = 5.0
 
 
+def _wait_of(payload: dict[str, Any]) -> float:
+    """How long this step may wait for the deployment to end (bounded)."""
+    return min(float(payload.get("wait_seconds") or 0.0), MAX_WAIT_SECONDS)
+
+
 @bp.activity_trigger(input_name="payload")
 @activity
 def start_deployment(payload: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +116,7 @@ def start_deployment(payload: dict[str, Any]) -> dict[str, Any]:
     except DeploymentInputError as exc:
         return failed(f"parameters of module {module}: {exc}", name)
     found = target.start_deployment(plan.resource_group, name, module, params)
-    wait = min(float(payload.get("wait_seconds") or 0.0), MAX_WAIT_SECONDS)
+    wait = _wait_of(payload)
     if wait > 0 and not found.state.terminal:  # a short deployment ends within this step
         found = target.get_deployment(plan.resource_group, name, wait_seconds=wait)
     return {"deployment": _dump(found)}
@@ -127,7 +132,7 @@ def get_deployment(payload: dict[str, Any]) -> dict[str, Any]:
     """The deployment's state. With ``wait_seconds``, re-read it every ``poll_seconds`` until
     it ends or that time has passed (one orchestration step per wait rather than per poll)."""
     target = cloud()
-    wait = min(float(payload.get("wait_seconds") or 0.0), MAX_WAIT_SECONDS)
+    wait = _wait_of(payload)
     interval = max(float(payload.get("poll_seconds") or 1.0), 0.05)
     deadline = time.monotonic() + wait
     while True:
