@@ -53,7 +53,7 @@ def _alive(process: BaseProcess) -> bool:
     try:
         with open(f"/proc/{process.pid}/stat", "rb") as stat:
             return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):  # gone, or going
         return False
 
 

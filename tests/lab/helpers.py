@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from azure.identity import ManagedIdentityCredential
@@ -87,4 +88,12 @@ def agent_config_toml(lab: RunningLab, key: SkrKey, azurite_queue_url: str,
                 "connection_string": connection_string},
         api={"listen": f"127.0.0.1:{free_port()}"},
     ).to_toml()
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, or a process exiting as we look, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 

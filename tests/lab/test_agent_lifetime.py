@@ -10,16 +10,9 @@ import pytest
 
 from cotenant.azurite import Azurite
 from cotenant.lab.testing import RunningLab, running_lab
-from tests.lab.helpers import agent_config_toml, make_skr_key, unique
+from tests.lab.helpers import agent_config_toml, make_skr_key, process_running, unique
 
 pytestmark = [pytest.mark.azurite, pytest.mark.slow]
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _descendants(pid: int) -> list[int]:
@@ -29,7 +22,7 @@ def _descendants(pid: int) -> list[int]:
             try:
                 parents[int(entry.name)] = int(
                     (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, IndexError, ValueError):
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
                 continue
     found, frontier = [], [pid]
     while frontier:
@@ -41,9 +34,9 @@ def _descendants(pid: int) -> list[int]:
 
 def _gone(pids: list[int], timeout: float = 20.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_running(p) for p in pids):
+    while time.monotonic() < deadline and any(process_running(p) for p in pids):
         time.sleep(0.1)
-    return [p for p in pids if _running(p)]
+    return [p for p in pids if process_running(p)]
 
 
 def _boot_agents(lab: RunningLab, azurite: Azurite, count: int) -> list[int]:
@@ -67,7 +60,7 @@ def test_agents_stop_with_the_lab_and_die_with_a_killed_one(tmp_path: Path,
     with running_lab(tmp_path / "lab") as lab:
         pids = _boot_agents(lab, azurite, 2)
         time.sleep(1.0)  # well into their start-up
-        assert all(_running(p) for p in pids)
+        assert all(process_running(p) for p in pids)
         lab.stop()  # SIGTERM to the lab's process group (which the agents are not in)
         assert _gone(pids) == [], "an agent outlived a stopped lab"
 

@@ -11,7 +11,7 @@ from azure.storage.queue import QueueClient
 
 from cotenant.azurite import Azurite
 from cotenant.lab.testing import RunningLab
-from tests.lab.helpers import agent_config_toml, make_skr_key, unique
+from tests.lab.helpers import agent_config_toml, make_skr_key, process_running, unique
 
 
 @pytest.mark.azurite
@@ -52,5 +52,4 @@ def test_guest_agent_in_a_simulated_cvm_releases_its_key(lab_env: RunningLab,
         assert list(queue.peek_messages(max_messages=1)), "no guest report"
     finally:
         client.delete_vm(vm)
-    assert not Path(f"/proc/{pid}").exists() or \
-        Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", "agent still running"
+    assert not process_running(pid), "agent still running"
