@@ -1,12 +1,23 @@
 """Where instances and their histories live: Azure Table storage (Azurite) or memory.
 
-Table layout (one table per task hub, ``<hub>History``): partition = instance id;
-row ``~instance`` holds the instance document; rows ``h<first event index>.<part>`` hold
-the current execution's history, one segment (the events an episode appended, as one JSON
-array split over rows and properties) per commit; rows ``~inbox:<key>`` hold events
-received but not yet delivered to an episode (raised events, sub-orchestration results).
-Every commit ends with a transaction on the partition that writes the instance row, so the
-instance row is the commit point: history past its ``history_len`` is ignored on load.
+Table layout (one table per task hub, ``<hub>History``): partition = instance id.
+
+- Row ``~instance`` is the commit point. It holds the instance document (``D*``), the newest
+  history events (the *tail*, ``T*``: events ``TailStart`` … ``history_len - 1``, as one JSON
+  array split over properties) and the keys of inbox rows already delivered into the history
+  but not yet deleted (``C``).
+- Rows ``h<first event index>.<part>`` hold older history, one segment per flush (the tail
+  moved out of the instance row: one JSON array split over rows and properties).
+- Rows ``~inbox:<key>`` hold events received but not yet delivered to an episode (raised
+  events, sub-orchestration results).
+
+Most commits are one entity write (the instance row with the grown tail): an episode's new
+events and its consumed inbox keys land atomically without an entity-group transaction,
+whose multipart encoding costs the SDK several times a single write. When the instance row
+would grow past a bound, and when the instance ends, the commit flushes: one transaction on
+the partition writes the tail as a history segment, deletes the consumed inbox rows and
+writes the instance row with an empty tail — the instance row still last, so history past
+the instance row's ``TailStart`` is ignored on load, as are inbox rows listed in ``C``.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 TERMINAL = ("Completed", "Failed", "Terminated")
@@ -26,6 +38,10 @@ _CHUNK = 30_000  # characters per string property (Azure Tables: 64 KiB UTF-16)
 _BATCH = 100  # operations per entity-group transaction
 _ROW_CHARS = 12 * _CHUNK  # history characters per row (entities hold at most 1 MiB)
 _BATCH_CHARS = 3_000_000  # per transaction (the service accepts 4 MiB)
+# The tail kept in the instance row: every commit rewrites it, so it stays small; past either
+# bound the next commit flushes it to a history segment.
+_TAIL_CHARS = 64_000
+_TAIL_KEYS = 64  # consumed inbox keys awaiting deletion
 INSTANCE_ROW = "~instance"
 HISTORY_PREFIX = "h"
 INBOX_PREFIX = "~inbox:"
@@ -126,18 +142,42 @@ class MemoryStore:
         return self._records.pop(instance_id, None) is not None
 
 
-def _chunks(text: str) -> dict[str, str]:
+def _chunks(text: str, prefix: str = "D") -> dict[str, str]:
     parts = [text[i:i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
-    return {f"D{i}": part for i, part in enumerate(parts)}
+    return {f"{prefix}{i}": part for i, part in enumerate(parts)}
 
 
-def _unchunk(entity: dict[str, Any]) -> str:
+def _unchunk(entity: dict[str, Any], prefix: str = "D") -> str:
     parts = []
     index = 0
-    while f"D{index}" in entity:
-        parts.append(entity[f"D{index}"])
+    while f"{prefix}{index}" in entity:
+        parts.append(entity[f"{prefix}{index}"])
         index += 1
     return "".join(parts)
+
+
+@dataclass
+class _Tail:
+    """What the stored instance row holds besides the document: the newest history events
+    (one JSON text each, from index ``start``) and the consumed inbox keys not yet deleted."""
+
+    start: int
+    events: list[str] = field(default_factory=list)
+    consumed: list[str] = field(default_factory=list)
+
+    @property
+    def chars(self) -> int:
+        return sum(map(len, self.events)) + sum(len(k) + 3 for k in self.consumed)
+
+    def text(self) -> str:
+        return "[" + ",".join(self.events) + "]"
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any], history_len: int) -> _Tail:
+        start = int(row.get("TailStart", history_len))
+        tail = _unchunk(row, "T")
+        return cls(start, [json.dumps(e, separators=(",", ":")) for e in json.loads(tail)]
+                   if tail else [], json.loads(row.get("C") or "[]"))
 
 
 def _batches(ops: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[str, Any]]]]:
@@ -165,6 +205,7 @@ class TableStore:
             connection_string, self.table_name, retry_total=3, retry_backoff_factor=0.2,
             retry_backoff_max=2)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._tails: dict[str, _Tail] = {}  # each instance's stored tail, as last written
 
     async def open(self) -> None:
         with contextlib.suppress(ResourceExistsError):
@@ -177,8 +218,11 @@ class TableStore:
         try:
             row = await self._client.get_entity(instance_id, INSTANCE_ROW)
         except ResourceNotFoundError:
+            self._tails.pop(instance_id, None)
             return None
         record = InstanceRecord.from_json(_unchunk(row))
+        tail = _Tail.of_row(row, record.history_len)
+        delivered = set(tail.consumed)
         parts: dict[str, tuple[int, str]] = {}
         inbox: list[tuple[str, dict[str, Any]]] = []
         query = self._client.query_entities(
@@ -186,7 +230,8 @@ class TableStore:
         async for entity in query:
             key = entity["RowKey"]
             if key.startswith(INBOX_PREFIX):
-                inbox.append((key[len(INBOX_PREFIX):], json.loads(_unchunk(entity))))
+                if key[len(INBOX_PREFIX):] not in delivered:
+                    inbox.append((key[len(INBOX_PREFIX):], json.loads(_unchunk(entity))))
             elif key.startswith(HISTORY_PREFIX):
                 parts[key] = (int(entity.get("Parts", 1)), _unchunk(entity))
         history: list[dict[str, Any]] = []
@@ -197,7 +242,9 @@ class TableStore:
             pieces = segments[segment]
             # A crash mid-commit can leave stale parts beyond the segment's own count.
             history.extend(json.loads("".join(text for _, text in pieces[: pieces[0][0]])))
+        history = history[: tail.start] + [json.loads(e) for e in tail.events]
         inbox.sort(key=lambda item: item[0])
+        self._tails[instance_id] = tail
         return Loaded(record, history[: record.history_len], inbox)
 
     async def records(self) -> list[InstanceRecord]:
@@ -218,27 +265,69 @@ class TableStore:
 
     async def commit(self, record: InstanceRecord, new_events: list[dict[str, Any]],
                      consumed: list[str], *, reset_from: int | None = None) -> None:
-        """Append one segment of history rows and write the instance row (the commit point)."""
+        """Append ``new_events`` to the history, mark ``consumed`` inbox rows delivered and
+        write the instance row (the commit point): one entity write, or a flush."""
         pk = record.instance_id
-        ops: list[tuple[str, dict[str, Any]]] = []
-        if reset_from is not None:
-            ops += [("delete", {"PartitionKey": pk, "RowKey": key})
-                    for key in await self._history_keys(pk)]
-        if new_events:
-            start = record.history_len - len(new_events)
-            text = json.dumps(new_events, separators=(",", ":"))
-            pieces = [text[i:i + _ROW_CHARS] for i in range(0, len(text), _ROW_CHARS)]
-            ops += [("upsert", {"PartitionKey": pk,
-                                "RowKey": f"{HISTORY_PREFIX}{start:08d}.{n:04d}",
-                                "Parts": len(pieces), **_chunks(piece)})
-                    for n, piece in enumerate(pieces)]
-        ops += [("delete", {"PartitionKey": pk, "RowKey": INBOX_PREFIX + k}) for k in consumed]
-        ops.append(("upsert", {"PartitionKey": pk, "RowKey": INSTANCE_ROW,
-                               "RuntimeStatus": record.runtime_status, "Name": record.name,
-                               **_chunks(record.to_json())}))
         async with self._locks.setdefault(pk, asyncio.Lock()):
+            start = record.history_len - len(new_events)
+            tail = None if reset_from is not None else await self._stored_tail(pk)
+            if tail is None:  # a new instance, or a new execution of one: history restarts
+                tail = _Tail(start)
+            elif tail.start + len(tail.events) != start:  # the engine reloads the instance
+                raise RuntimeError(f"the stored history of {pk} has "
+                                   f"{tail.start + len(tail.events)} events, not {start}")
+            grown = _Tail(tail.start,
+                          tail.events + [json.dumps(e, separators=(",", ":"))
+                                         for e in new_events],
+                          tail.consumed + list(consumed))
+            document = record.to_json()
+            if reset_from is None and record.runtime_status not in TERMINAL \
+                    and grown.chars <= _TAIL_CHARS and len(grown.consumed) <= _TAIL_KEYS:
+                await self._client.upsert_entity(self._instance_row(record, document, grown),
+                                                 mode=UpdateMode.REPLACE)
+                self._tails[pk] = grown
+                return
+            ops: list[tuple[str, dict[str, Any]]] = []
+            if reset_from is not None:
+                ops += [("delete", {"PartitionKey": pk, "RowKey": key})
+                        for key in await self._history_keys(pk)]
+            if grown.events:
+                text = grown.text()
+                pieces = [text[i:i + _ROW_CHARS] for i in range(0, len(text), _ROW_CHARS)]
+                ops += [("upsert", {"PartitionKey": pk,
+                                    "RowKey": f"{HISTORY_PREFIX}{grown.start:08d}.{n:04d}",
+                                    "Parts": len(pieces), **_chunks(piece)})
+                        for n, piece in enumerate(pieces)]
+            ops += [("delete", {"PartitionKey": pk, "RowKey": INBOX_PREFIX + k})
+                    for k in grown.consumed]
+            flushed = _Tail(record.history_len)
+            ops.append(("upsert", self._instance_row(record, document, flushed)))
             for batch in _batches(ops):
                 await self._submit(batch)
+            self._tails[pk] = flushed
+
+    async def _stored_tail(self, pk: str) -> _Tail | None:
+        """The tail in the instance row of ``pk`` as this store last wrote or read it, else
+        as stored (None: no instance row)."""
+        tail = self._tails.get(pk)
+        if tail is None:
+            try:
+                row = await self._client.get_entity(pk, INSTANCE_ROW)
+            except ResourceNotFoundError:
+                return None
+            tail = _Tail.of_row(row, InstanceRecord.from_json(_unchunk(row)).history_len)
+        return tail
+
+    @staticmethod
+    def _instance_row(record: InstanceRecord, document: str, tail: _Tail) -> dict[str, Any]:
+        row: dict[str, Any] = {"PartitionKey": record.instance_id, "RowKey": INSTANCE_ROW,
+                               "RuntimeStatus": record.runtime_status, "Name": record.name,
+                               "TailStart": tail.start, **_chunks(document)}
+        if tail.events:
+            row.update(_chunks(tail.text(), "T"))
+        if tail.consumed:
+            row["C"] = json.dumps(tail.consumed)
+        return row
 
     async def _history_keys(self, pk: str) -> list[str]:
         query = self._client.query_entities(
@@ -251,7 +340,10 @@ class TableStore:
         if not ops:
             return
         try:
-            await self._client.submit_transaction(ops)
+            # "upsert" replaces: a merge would keep chunks (D*, T*) a shorter text no longer has
+            await self._client.submit_transaction(
+                [(kind, entity, {"mode": UpdateMode.REPLACE}) if kind == "upsert"
+                 else (kind, entity) for kind, entity in ops])
         except Exception:
             # A delete of a row that is already gone fails the whole transaction: retry
             # the operations one by one, tolerating missing rows.
@@ -261,13 +353,14 @@ class TableStore:
                         await self._client.delete_entity(entity["PartitionKey"],
                                                          entity["RowKey"])
                 else:
-                    await self._client.upsert_entity(entity)
+                    await self._client.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     async def purge(self, instance_id: str) -> bool:
         query = self._client.query_entities(
             "PartitionKey eq @pk", parameters={"pk": instance_id},
             select=["PartitionKey", "RowKey"])
         keys = [e["RowKey"] async for e in query]
+        self._tails.pop(instance_id, None)
         if INSTANCE_ROW not in keys:
             return False
         keys.remove(INSTANCE_ROW)
