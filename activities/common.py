@@ -14,11 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from cotenant.cloud.base import Cloud, CloudError
-from cotenant.cloud.settings import open_cloud
+from cotenant.cloud.settings import open_cloud, preload
 from cotenant.plan import Plan, build_plan
 from cotenant.spec import parse_spec
 
 log = logging.getLogger("cotenant.activities")
+
+# The worker imports the app once: the configured cloud backend is imported with it, not by
+# the first activity (on its deployment's critical path).
+preload()
 
 
 class TransientFailure(RuntimeError):

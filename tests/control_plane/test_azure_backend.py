@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,19 @@ def test_secure_parameters_never_appear_in_errors(cloud, transport):
         cloud.start_deployment("rg-demo", "cvm", "cvm", {"adminPasswordOrKey": "S3cret!pass"})
     assert not info.value.transient
     assert "S3cret" not in str(info.value) and "InvalidTemplateDeployment" in str(info.value)
+
+
+@pytest.mark.parametrize(("backend", "loaded", "absent"), [
+    ("azure", "cotenant.cloud.azure", "cotenant.lab"),
+    ("lab", "cotenant.cloud.lab", "cotenant.cloud.azure"),
+])
+def test_the_function_app_imports_only_its_configured_backend(backend, loaded, absent):
+    """Loading the activities imports the configured backend (a first activity does not pay
+    for it) and never the other one (the azure configuration never loads the lab)."""
+    code = ("import sys, activities; "
+            f"print({loaded!r} in sys.modules, any(m.startswith({absent!r}) for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2], timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "COTENANT_CLOUD": backend})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "False"]
