@@ -17,7 +17,7 @@ import httpx
 
 from cotenant.crypto.skr import ReleasedKey
 from cotenant.wire.commands import Command
-from cotenant.wire.reports import make_report
+from cotenant.wire.reports import KeyOutcome, make_outcome, make_outcomes_report, make_report
 from guest_agent.backends import AttestationBackend, AttestationError, create_backend
 from guest_agent.commands import CommandLoop
 from guest_agent.config import AgentConfig, KeyRef
@@ -106,13 +106,25 @@ class Agent:
         return Context(self.config.orchestration.instance, self.config.orchestration.nonce)
 
     # --- reporting ----------------------------------------------------------------------
-    def report(self, ctx: Context, event: str, *, released: ReleasedKey | None = None,
-               key: KeyRef | None = None, **extra: str | None) -> None:
-        key_id = released.kid if released else (key.kid if key else None)
+    def report(self, ctx: Context, event: str, **fields: str | None) -> None:
         self.reporter.send(make_report(
             tenant=self.config.tenant, party=self.config.party, vm=self.config.vm_name,
-            instance=ctx.instance, nonce=ctx.nonce, event=event, key_id=key_id,
-            key_version=released.version if released else None, **extra,
+            instance=ctx.instance, nonce=ctx.nonce, event=event, **fields,
+        ))
+
+    def report_outcome(self, ctx: Context, outcome: KeyOutcome, *,
+                       released_as: str = "released") -> None:
+        """One key's outcome as its own report (commands, the local API); a release is
+        reported as ``released_as`` (``rotated`` for a rotation)."""
+        event = released_as if outcome.event == "released" else outcome.event
+        self.report(ctx, event, key_id=outcome.key_id, key_version=outcome.key_version,
+                    error=outcome.error, error_code=outcome.error_code)
+
+    def report_outcomes(self, ctx: Context, outcomes: list[KeyOutcome]) -> None:
+        """Every key's outcome of the start-up pass in one report."""
+        self.reporter.send(make_outcomes_report(
+            tenant=self.config.tenant, party=self.config.party, vm=self.config.vm_name,
+            instance=ctx.instance, nonce=ctx.nonce, outcomes=outcomes,
         ))
 
     # --- attestation and release --------------------------------------------------------
@@ -133,51 +145,55 @@ class Agent:
         self.report(ctx, "attested", token=token)
         return True
 
-    def _fresh_tee(self, ctx: Context) -> bool:
+    def _fresh_tee(self, ctx: Context) -> None:
+        """Re-attest (and report it) when the token is too old; raise if that fails."""
         age = self.tee.age()
-        if age is not None and age < TOKEN_MAX_AGE_SECONDS:
-            return True
-        return self.attest(ctx)
+        if (age is None or age >= TOKEN_MAX_AGE_SECONDS) and not self.attest(ctx):
+            raise AttestationError("this VM could not attest")
 
-    def release(self, ref: KeyRef, ctx: Context, *, version: str | None = None,
-                event: str = "released") -> ReleasedKey | None:
-        """Release ``ref`` into memory and report ``event`` (or the denial/failure). Only an
-        allow-listed key is ever asked for (an isolation probe never comes through here)."""
+    def try_release(self, ref: KeyRef, ctx: Context, *, version: str | None = None
+                    ) -> tuple[ReleasedKey | None, KeyOutcome]:
+        """Release ``ref`` into memory; the key (None if not released) and the outcome, not
+        reported. Only an allow-listed key is ever asked for (an isolation probe never comes
+        through here)."""
         allowed = self.config.find_key(ref.vault_url, ref.name)
         if allowed is None:
-            self.report(ctx, "failed", key=ref, error_code="KeyNotAllowed",
-                        error=f"{ref.label()} is not in this agent's allow-list")
-            return None
+            return None, make_outcome("failed", ref.kid, error_code="KeyNotAllowed",
+                                      error=f"{ref.label()} is not in this agent's allow-list")
         ref = allowed
-        if not self._fresh_tee(ctx):
-            return None
         try:
+            self._fresh_tee(ctx)
             released = self.releaser.release(ref, self.tee, version=version)
         except ReleaseDenied as exc:
             log.warning("%s", exc)
             self.keys.fail(ref, exc.code, exc.reason)
-            self.report(ctx, "release-denied", key=ref, error=exc.reason, error_code=exc.code)
-            return None
+            return None, make_outcome("release-denied", ref.kid, error=exc.reason,
+                                      error_code=exc.code)
         except (ReleaseFailed, IdentityError, TransientError, AttestationError) as exc:
             code = getattr(exc, "code", exc.__class__.__name__)
             log.error("%s", exc)
             self.keys.fail(ref, code, str(exc))
-            self.report(ctx, "failed", key=ref, error=str(exc), error_code=code)
-            return None
+            return None, make_outcome("failed", ref.kid, error=str(exc), error_code=code)
         self.keys.put(ref, released)
         log.info("released %s version %s", ref.label(), released.version)
-        self.report(ctx, event, released=released)
+        return released, make_outcome("released", released.kid, key_version=released.version)
+
+    def release(self, ref: KeyRef, ctx: Context, *, version: str | None = None,
+                event: str = "released") -> ReleasedKey | None:
+        """Release ``ref`` into memory and report ``event`` (or the denial/failure)."""
+        released, outcome = self.try_release(ref, ctx, version=version)
+        self.report_outcome(ctx, outcome, released_as=event)
         return released
 
-    def probe(self, ref: KeyRef, ctx: Context, *, report_refusal: bool) -> dict[str, object]:
+    def try_probe(self, ref: KeyRef, ctx: Context) -> tuple[dict[str, object], KeyOutcome]:
         """Ask the vault of ``ref`` — a key this VM must NOT get — for it, with this VM's
-        identity and attestation; the vault's answer. The expected refusal is reported when
-        ``report_refusal``; a release always is (``isolation-broken``), its response being
-        discarded unopened: the key is wrapped to this VM's TEE key and never unwrapped,
-        stored or served (it is not in the allow-list)."""
+        identity and attestation; the vault's answer and the outcome, not reported. A
+        release (``isolation-broken``) is discarded unopened: the key is wrapped to this
+        VM's TEE key and never unwrapped, stored or served (it is not in the allow-list).
+        A 403 is the refusal isolation needs (``isolation-refused``); anything else (vault
+        missing, throttled, no attestation) proves nothing and is a failure."""
         try:
-            if not self._fresh_tee(ctx):
-                raise AttestationError("this VM could not attest")
+            self._fresh_tee(ctx)
             result = self.releaser.probe(ref, self.tee)
         except (IdentityError, TransientError, AttestationError) as exc:
             result = {"vault": ref.vault_url, "name": ref.name, "released": False,
@@ -185,56 +201,56 @@ class Agent:
         if result["released"]:
             log.error("ISOLATION BROKEN: %s was released to this VM; discarded unopened",
                       ref.label())
-            self.report(ctx, "isolation-broken", key=ref, error_code="IsolationBroken",
-                        error=f"the vault released {ref.label()} to this VM although it is not "
-                              "in its allow-list; the agent discarded it unopened")
-        elif report_refusal:
-            self._report_refusal(ref, ctx, result)
-        return result
-
-    def _report_refusal(self, ref: KeyRef, ctx: Context, result: dict[str, object]) -> None:
-        """A 403 is the refusal isolation needs; anything else (vault missing, throttled,
-        no attestation) proves nothing and is reported as a failure."""
+            return result, make_outcome(
+                "isolation-broken", ref.kid, error_code="IsolationBroken",
+                error=f"the vault released {ref.label()} to this VM although it is not "
+                      "in its allow-list; the agent discarded it unopened")
         if result["status"] == ReleaseDenied.status:
             log.info("isolation holds: %s refused (%s)", ref.label(), result["code"])
-            self.report(ctx, "isolation-refused", key=ref, error_code=str(result["code"]),
-                        error=str(result["message"]))
-        else:
-            log.warning("isolation probe of %s failed: %s", ref.label(), result["message"])
-            self.report(ctx, "failed", key=ref, error_code=str(result["code"]),
-                        error=f"isolation probe of {ref.label()} got no refusal from the "
-                              f"vault: {result['message']}")
+            return result, make_outcome("isolation-refused", ref.kid,
+                                        error_code=str(result["code"]),
+                                        error=str(result["message"]))
+        log.warning("isolation probe of %s failed: %s", ref.label(), result["message"])
+        return result, make_outcome(
+            "failed", ref.kid, error_code=str(result["code"]),
+            error=f"isolation probe of {ref.label()} got no refusal from the vault: "
+                  f"{result['message']}")
 
     def probe_isolation(self) -> list[dict[str, object]]:
         """Probe every ``isolation_probes`` key now (the local API's isolation check): the
         vaults' answers; only a (wrong) release is reported."""
-        return [self.probe(ref, self.startup, report_refusal=False)
-                for ref in self.config.isolation_probes]
+        results = []
+        for ref in self.config.isolation_probes:
+            result, outcome = self.try_probe(ref, self.startup)
+            if outcome.event == "isolation-broken":
+                self.report_outcome(self.startup, outcome)
+            results.append(result)
+        return results
 
     def _release_version(self, ref: KeyRef, version: str) -> ReleasedKey:
         """An older/newer version for one unwrap; not kept, not reported."""
         return self.releaser.release(ref, self.tee, version=version)
 
     def bootstrap(self) -> None:
-        """Attest with the configured challenge, release every allowed key, then probe every
-        isolation key once (a few at a time, releases first; each outcome is reported as
-        soon as it is known: the control plane's trust matrix needs one per tenant key)."""
+        """Attest with the configured challenge (reported at once: the control plane
+        verifies the token meanwhile), release every allowed key, then probe every isolation
+        key once (a few at a time, releases first), and report every key's outcome in one
+        ``outcomes`` report: the control plane's trust matrix needs one per tenant key."""
         ctx = self.startup
         if not self.attest(ctx):
             return
-        work: list[Callable[[], object]] = [partial(self.release, ref, ctx)
-                                            for ref in self.config.keys]
-        work += [partial(self.probe, ref, ctx, report_refusal=True)
-                 for ref in self.config.isolation_probes]
+        work: list[Callable[[], tuple[object, KeyOutcome]]] = [
+            partial(self.try_release, ref, ctx) for ref in self.config.keys]
+        work += [partial(self.try_probe, ref, ctx) for ref in self.config.isolation_probes]
         if len(work) <= 1:
-            for step in work:
-                step()
-            return
-        # The pool starts its tasks in submission order: every release before any probe.
-        with ThreadPoolExecutor(max_workers=min(RELEASE_CONCURRENCY, len(work)),
-                                thread_name_prefix="release") as pool:
-            for _ in pool.map(lambda step: step(), work):
-                pass
+            done = [step() for step in work]
+        else:
+            # The pool starts its tasks in submission order: every release before any probe.
+            with ThreadPoolExecutor(max_workers=min(RELEASE_CONCURRENCY, len(work)),
+                                    thread_name_prefix="release") as pool:
+                done = list(pool.map(lambda step: step(), work))
+        if done:
+            self.report_outcomes(ctx, [outcome for _, outcome in done])
 
     # --- commands -----------------------------------------------------------------------
     def handle(self, command: Command) -> None:

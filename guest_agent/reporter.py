@@ -46,8 +46,7 @@ class Reporter:
                     self._outbox.appendleft(report)
                 log.warning("report %s not sent yet: %s", report.event, exc.__class__.__name__)
                 return False
-            log.info("reported %s%s", report.event,
-                     f" {report.key_id}" if report.key_id else "")
+            log.info("reported %s%s", report.event, _about(report))
 
     @property
     def pending(self) -> int:
@@ -55,3 +54,9 @@ class Reporter:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _about(report: Report) -> str:
+    if report.outcomes:
+        return f" ({len(report.outcomes)} keys)"
+    return f" {report.key_id}" if report.key_id else ""

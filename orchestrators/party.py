@@ -4,13 +4,14 @@ The cross-party steps (identity and vault, app key, key-scoped grants) are sched
 ``deploy_tenant`` because they depend on other parties; this sub-orchestration runs the
 party's own chain once they are in place: a fresh challenge → the CVM deployment (its secure
 bootstrap parameter carries the guest agent's configuration with the challenge) → wait for the
-agent's ``attested`` report and one outcome per key of the tenant → verify the attestation
-token itself.
+agent's ``attested`` report and its ``outcomes`` report (one outcome per key of the tenant, in
+one report: subject ``keys``) → verify the attestation token itself.
 
 The agent releases the keys its CVM is granted and probes the others (isolation probes):
-``released``/``release-denied`` and ``isolation-refused`` are the trust matrix's evidence,
-each a real attempt at the owning party's vault. ``isolation-broken`` — a vault released a
-key this VM must not get — fails the party at once.
+``released``/``release-denied`` and ``isolation-refused`` outcomes are the trust matrix's
+evidence, each a real attempt at the owning party's vault. ``isolation-broken`` — a vault
+released a key this VM must not get — fails the party, and so does a key of the tenant with
+no outcome (the agent is told to try every one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from cotenant.wire.reports import ATTESTATION_SUBJECT, key_name_of
+from cotenant.wire.reports import ATTESTATION_SUBJECT, KEYS_SUBJECT, key_name_of
 from orchestrators.blueprint import bp
 from orchestrators.common import (
     Progress,
@@ -41,36 +42,62 @@ OUTCOMES = {"released": "released", "release-denied": "refused", "failed": "fail
 BROKEN = "isolation-broken"
 
 
-def release_outcomes(reports: list[dict[str, Any]], key_owner: dict[str, str]
+def key_outcomes(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The key outcomes an ``outcomes`` report carries."""
+    return list(report.get("outcomes") or [])
+
+
+def release_outcomes(report: dict[str, Any], key_owner: dict[str, str]
                      ) -> dict[str, dict[str, Any]]:
     """Key owner → what happened when this party's agent tried to release that owner's key."""
     outcomes: dict[str, dict[str, Any]] = {}
-    for report in reports:
-        owner = key_owner.get(key_name_of(report.get("key_id")) or "")
-        if owner is None or report["event"] not in OUTCOMES:
+    for outcome in key_outcomes(report):
+        owner = key_owner.get(key_name_of(outcome.get("key_id")) or "")
+        if owner is None or outcome["event"] not in OUTCOMES:
             continue
         outcomes[owner] = {
-            "outcome": OUTCOMES[report["event"]],
-            "version": report.get("key_version"),
-            "code": report.get("error_code"),
-            "message": report.get("error"),
-            "at": report.get("sent_at"),
+            "outcome": OUTCOMES[outcome["event"]],
+            "version": outcome.get("key_version"),
+            "code": outcome.get("error_code"),
+            "message": outcome.get("error"),
+            "at": outcome.get("at"),
         }
     return outcomes
 
 
-def isolation_breaches(reports: list[dict[str, Any]], key_owner: dict[str, str]
-                       ) -> list[str]:
+def isolation_breaches(report: dict[str, Any], key_owner: dict[str, str]) -> list[str]:
     """One line per key this party's VM must not get and its owner's vault released."""
     found = []
-    for report in reports:
-        if report["event"] != BROKEN:
+    for outcome in key_outcomes(report):
+        if outcome["event"] != BROKEN:
             continue
-        name = key_name_of(report.get("key_id")) or "an unknown key"
+        name = key_name_of(outcome.get("key_id")) or "an unknown key"
         owner = key_owner.get(name, "another party")
         found.append(f"the vault of {owner} released {name} to {report['party']}'s VM "
                      f"{report['vm']}")
     return sorted(set(found))
+
+
+def missing_outcomes(report: dict[str, Any], key_owner: dict[str, str]) -> list[str]:
+    """The tenant's keys the report has no outcome for, by name."""
+    seen = {key_name_of(o.get("key_id")) for o in key_outcomes(report)}
+    return sorted(set(key_owner) - seen)
+
+
+def outcomes_problem(report: dict[str, Any], key_owner: dict[str, str]) -> str | None:
+    """Why the party's key outcomes fail it: a broken isolation, or a key of the tenant the
+    agent reported nothing about (it is told to try every one); None if they do not."""
+    breaches = isolation_breaches(report, key_owner)
+    if breaches:
+        return (f"isolation broken: {'; '.join(breaches)}, which the spec does not allow (the "
+                "agent discarded it unopened); a release grant beyond the spec's releasable_by "
+                "exists on that key, its vault or the resource group: remove it")
+    missing = missing_outcomes(report, key_owner)
+    if missing:
+        return (f"the guest agent of party {report['party']} reported no outcome for "
+                f"{', '.join(missing)}; it must try every key of the tenant (its "
+                "configuration's keys and isolation_probes)")
+    return None
 
 
 def attestation_failure(reports: list[dict[str, Any]]) -> str | None:
@@ -121,21 +148,18 @@ def provision_party(context: df.DurableOrchestrationContext):
 
         step = f"attest:{party}"
         progress.start(step)
-        outcomes = yield from wait_reports(
-            context, nonce=nonce, expected=[(party, f"key:{k}") for k in sorted(key_owner)],
+        # An agent with no key to try sends no outcomes (every party has its own app key).
+        got = yield from wait_reports(
+            context, nonce=nonce, expected=[(party, KEYS_SUBJECT)] if key_owner else [],
             timeout=timing["report_timeout_seconds"],
             what=f"the guest agent of party {party} to report its key releases and "
-                 "isolation probes",
-            stop=lambda report: report["event"] == BROKEN)
-        reports += outcomes.values()
-        releases = release_outcomes(reports, key_owner)
+                 "isolation probes")
+        outcomes = got.get((party, KEYS_SUBJECT), {"party": party, "vm": vm_name})
+        releases = release_outcomes(outcomes, key_owner)
         progress.set(releases=releases)
-        breaches = isolation_breaches(reports, key_owner)
-        if breaches:
-            raise StepFailed(
-                f"isolation broken: {'; '.join(breaches)}, which the spec does not allow (the "
-                "agent discarded it unopened); a release grant beyond the spec's releasable_by "
-                "exists on that key, its vault or the resource group: remove it")
+        problem = outcomes_problem(outcomes, key_owner)
+        if problem:
+            raise StepFailed(problem)
         progress.finish(step)
 
         step = f"verify:{party}"

@@ -1,8 +1,9 @@
 """Events into the control plane: guest reports (queue trigger) and scheduled rotation (timer).
 
 A guest report is validated (schema, tenant and instance exist and belong together), recorded
-in the audit table and raised on the waiting orchestration as the event named for its
-challenge, party and subject (``cotenant.wire.reports.event_name``). A
+in the audit table (an ``outcomes`` report: one row per key outcome, in one transaction) and
+raised on the waiting orchestration, once, as the event named for its challenge, party and
+subject (``cotenant.wire.reports.event_name``). A
 malformed or unroutable message is moved to ``guest-reports-quarantine`` with the reason, and
 logged; it is never retried.
 """
@@ -22,11 +23,11 @@ import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
 
 from cotenant.api import service
-from cotenant.api.audit import audit_log, report_event
+from cotenant.api.audit import audit_log, report_rows
 from cotenant.api.status import decoded, runtime
 from cotenant.cloud.storage import storage_access
 from cotenant.spec import SpecError, parse_spec
-from cotenant.wire.reports import ReportError, decode_message, report_event_name
+from cotenant.wire.reports import Report, ReportError, decode_message, report_event_name
 
 bp = df.Blueprint()
 log = logging.getLogger("cotenant.events")
@@ -60,17 +61,15 @@ async def route_report(client: df.DurableOrchestrationClient, body: bytes) -> st
         quarantine(body, f"invalid report: {exc}")
         return "quarantined"
     try:
-        delivered = await _deliver(client, report.model_dump(mode="json"),
-                                   report_event_name(report))
+        delivered = await _deliver(client, report)
     except Unroutable as exc:
         quarantine(body, str(exc))
         return "quarantined"
     return delivered
 
 
-async def _deliver(client: df.DurableOrchestrationClient, report: dict[str, Any],
-                   event: str) -> str:
-    tenant, instance = report["tenant"], report["instance"]
+async def _deliver(client: df.DurableOrchestrationClient, report: Report) -> str:
+    tenant, instance = report.tenant, report.instance
     if instance != tenant and not instance.startswith(f"{tenant}:"):
         raise Unroutable(f"instance {instance!r} does not belong to tenant {tenant!r}")
     # One status read per report (every instance of a tenant is named after it); the tenant
@@ -81,13 +80,13 @@ async def _deliver(client: df.DurableOrchestrationClient, report: dict[str, Any]
         if deploy is None or deploy.runtime_status is None:
             raise Unroutable(f"unknown tenant {tenant!r}")
         raise Unroutable(f"unknown orchestration instance {instance!r}")
-    if report["event"] == "heartbeat":
+    if report.event == "heartbeat":
         return "heartbeat"
-    await asyncio.to_thread(audit_log().record, tenant, f"guest:{report['event']}",
-                            report_event(report), key=report["idempotency_key"])
+    # One row per key outcome of an ``outcomes`` report, written in one transaction.
+    await asyncio.to_thread(audit_log().record_many, tenant, report_rows(report))
     if runtime(target) in TERMINAL:
         return "recorded"  # the orchestration no longer waits (a late or repeated report)
-    await client.raise_event(instance, event, report)
+    await client.raise_event(instance, report_event_name(report), report.model_dump(mode="json"))
     return "delivered"
 
 

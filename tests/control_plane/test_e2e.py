@@ -299,6 +299,8 @@ def test_audit_lists_attestations_and_releases(stack, outcomes):
     # the trust matrix are isolation probes
     assert kinds.count("guest:isolation-refused") == 4
     assert "guest:release-denied" not in kinds and "guest:isolation-broken" not in kinds
+    # each agent reported its keys in one report; the audit still has a row per outcome
+    assert kinds.count("guest:released") == 5 and "guest:outcomes" not in kinds
     assert "token" not in r.text.replace("token_sha256", "")
 
 

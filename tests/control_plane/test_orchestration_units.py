@@ -11,7 +11,7 @@ from cotenant.plan import build_plan
 from cotenant.spec import parse_spec
 from cotenant.wire.reports import key_name_of
 from orchestrators.deploy import schedule_graph
-from orchestrators.party import release_outcomes
+from orchestrators.party import missing_outcomes, outcomes_problem, release_outcomes
 from orchestrators.rotate import confirmed, expected_rotations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,21 +48,47 @@ def test_graph_is_acyclic_and_complete_for_ten_parties():
     assert sum(n.startswith("provision:") for n in graph) == 10
 
 
+def _outcomes(*outcomes: dict) -> dict:
+    """An ``outcomes`` report of contoso's agent, as the orchestrator receives it."""
+    return {"event": "outcomes", "party": "contoso", "vm": "vm-demo-contoso",
+            "outcomes": list(outcomes)}
+
+
 def test_release_outcomes_map_key_ids_to_owners():
     owners = {"contoso-secret-key": "contoso", "fabrikam-secret-key": "fabrikam"}
-    reports = [
-        {"event": "attested"},
+    report = _outcomes(
         {"event": "released", "key_id": "https://kv/keys/contoso-secret-key/abc",
-         "key_version": "abc"},
+         "key_version": "abc", "at": "2026-11-27T12:00:00Z"},
         {"event": "release-denied", "key_id": "https://kv2/keys/fabrikam-secret-key",
-         "error_code": "Forbidden/ForbiddenByRbac"},
+         "error_code": "Forbidden/ForbiddenByRbac", "at": "2026-11-27T12:00:01Z"},
         {"event": "released", "key_id": "https://kv/keys/unknown-key/1"},
-    ]
-    got = release_outcomes(reports, owners)
+    )
+    got = release_outcomes(report, owners)
     assert got["contoso"]["outcome"] == "released" and got["contoso"]["version"] == "abc"
+    assert got["contoso"]["at"] == "2026-11-27T12:00:00Z"
     assert got["fabrikam"]["outcome"] == "refused"
     assert set(got) == {"contoso", "fabrikam"}
+    assert missing_outcomes(report, owners) == []
     assert key_name_of(None) is None and key_name_of("https://kv/secrets/x") is None
+
+
+def test_a_key_without_outcome_is_named_missing():
+    owners = {"contoso-secret-key": "contoso", "fabrikam-secret-key": "fabrikam",
+              "woodgrove-secret-key": "woodgrove"}
+    report = _outcomes({"event": "released", "key_id": "https://kv/keys/contoso-secret-key/1",
+                        "key_version": "1"},
+                       {"event": "released", "key_id": "https://kv/keys/unknown-key/1"})
+    assert missing_outcomes(report, owners) == ["fabrikam-secret-key", "woodgrove-secret-key"]
+    assert missing_outcomes(_outcomes(), owners) == sorted(owners)
+    # the step fails naming them
+    assert outcomes_problem(report, owners) == (
+        "the guest agent of party contoso reported no outcome for fabrikam-secret-key, "
+        "woodgrove-secret-key; it must try every key of the tenant (its configuration's keys "
+        "and isolation_probes)")
+    complete = _outcomes(*report["outcomes"], *[
+        {"event": "isolation-refused", "key_id": f"https://kv{i}/keys/{name}"}
+        for i, name in enumerate(("fabrikam-secret-key", "woodgrove-secret-key"))])
+    assert outcomes_problem(complete, owners) is None
 
 
 def test_rotation_needs_every_grantee_with_the_exact_new_version():
@@ -101,23 +127,22 @@ def test_isolation_probe_outcomes_are_the_matrix_evidence_and_a_release_breaks_i
 
     owners = {"contoso-secret-key": "contoso", "fabrikam-secret-key": "fabrikam",
               "woodgrove-secret-key": "woodgrove"}
-    base = {"party": "contoso", "vm": "vm-demo-contoso"}
-    reports = [
-        {**base, "event": "attested"},
-        {**base, "event": "released", "key_id": "https://kv/keys/contoso-secret-key/abc",
-         "key_version": "abc"},
-        {**base, "event": "isolation-refused", "key_id": "https://kv2/keys/fabrikam-secret-key",
-         "error_code": "Forbidden/ForbiddenByRbac", "error": "Caller is not authorized"},
-    ]
-    got = release_outcomes(reports, owners)
+    released = {"event": "released", "key_id": "https://kv/keys/contoso-secret-key/abc",
+                "key_version": "abc"}
+    probe = {"event": "isolation-refused", "key_id": "https://kv2/keys/fabrikam-secret-key",
+             "error_code": "Forbidden/ForbiddenByRbac", "error": "Caller is not authorized"}
+    got = release_outcomes(_outcomes(released, probe), owners)
     assert got["fabrikam"]["outcome"] == "refused"
     assert got["fabrikam"]["code"] == "Forbidden/ForbiddenByRbac"
-    refused = {**base, "event": "isolation-refused",
+    refused = {"event": "isolation-refused",
                "key_id": "https://kv3/keys/woodgrove-secret-key", "error_code": "Forbidden"}
-    assert isolation_breaches([*reports, refused], owners) == []
-    # A probe the vault released: named, and a "released" cell
-    broken = {**base, "event": "isolation-broken",
+    assert isolation_breaches(_outcomes(released, probe, refused), owners) == []
+    # A probe the vault released, among the others of the report: named, a "released" cell
+    broken = {"event": "isolation-broken",
               "key_id": "https://kv3/keys/woodgrove-secret-key", "error_code": "IsolationBroken"}
-    assert isolation_breaches([*reports, broken], owners) == [
+    assert isolation_breaches(_outcomes(released, probe, broken), owners) == [
         "the vault of woodgrove released woodgrove-secret-key to contoso's VM vm-demo-contoso"]
-    assert release_outcomes([broken], owners)["woodgrove"]["outcome"] == "released"
+    # it fails the party, before anything else is checked
+    assert outcomes_problem(_outcomes(broken), owners).startswith(
+        "isolation broken: the vault of woodgrove released woodgrove-secret-key to contoso's")
+    assert release_outcomes(_outcomes(broken), owners)["woodgrove"]["outcome"] == "released"

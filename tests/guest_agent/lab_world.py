@@ -22,7 +22,7 @@ from cotenant.azurite import Azurite, free_port
 from cotenant.crypto.encoding import b64url_decode
 from cotenant.lab.supervisor import RunningLab
 from cotenant.policy import build_release_policy
-from cotenant.wire.reports import ISOLATION_EVENTS, Report
+from cotenant.wire.reports import KeyOutcome, Report
 from guest_agent.config import AgentConfig
 from tests.guest_agent.helpers import make_config, wait_reports
 
@@ -98,18 +98,23 @@ class World:
 
 
 def startup_reports(config: AgentConfig, timeout: float = 40.0) -> list[Report]:
-    """Wait for the agent's start-up reports: attested/failed plus one per allowed key and
-    one per isolation probe."""
-    expected = len(config.keys) + len(config.isolation_probes)
+    """Wait for the agent's start-up reports: attested (or failed) and, after it, the one
+    ``outcomes`` report of every allowed key and isolation probe."""
 
     def done(reports: list[Report]) -> bool:
         if any(r.event == "failed" and r.key_id is None for r in reports):
             return True
-        keyed = [r for r in reports if r.event in ("released", "release-denied", "failed",
-                                                   *ISOLATION_EVENTS)]
-        return any(r.event == "attested" for r in reports) and len(keyed) >= expected
+        return any(r.event == "attested" for r in reports) and any(
+            r.event == "outcomes" for r in reports)
 
     return wait_reports(config, done, timeout=timeout)
+
+
+def outcomes_of(reports: list[Report]) -> list[KeyOutcome]:
+    """The outcomes of the start-up pass: exactly one ``outcomes`` report, after ``attested``,
+    and no report about a single key."""
+    assert [r.event for r in reports] == ["attested", "outcomes"], [r.event for r in reports]
+    return list(reports[1].outcomes or [])
 
 
 def wait_for_api(base_url: str, timeout: float = 20.0) -> None:

@@ -24,7 +24,7 @@ from cotenant.crypto.envelope import seal
 from cotenant.crypto.tokens import TokenVerifier
 from cotenant.crypto.wrapping import PublicKeyWrapper
 from cotenant.lab.supervisor import RunningLab
-from cotenant.wire.reports import Report, json_schema
+from cotenant.wire.reports import KeyOutcome, Report, json_schema
 from guest_agent.client import AgentClient, AgentError
 from guest_agent.config import AgentConfig
 from tests.guest_agent.helpers import queue, wait_reports
@@ -32,6 +32,7 @@ from tests.guest_agent.lab_world import (
     World,
     jwk_public,
     lab_authority,
+    outcomes_of,
     startup_reports,
     wait_for_api,
 )
@@ -56,9 +57,10 @@ def aggregator(world: World) -> tuple[AgentConfig, list[Report]]:
     return config, reports
 
 
-def _by_key(reports: list[Report], world: World, party: str) -> list[Report]:
+def _by_key(reports: list[Report], world: World, party: str) -> list[KeyOutcome]:
+    """The start-up outcomes about ``party``'s key."""
     prefix = f"{world.vaults[party]}/keys/{world.keys[party]}"
-    return [r for r in reports if r.key_id and r.key_id.startswith(prefix)]
+    return [o for o in outcomes_of(reports) if o.key_id.startswith(prefix)]
 
 
 def test_attests_and_releases_own_and_granted_partner_keys(
@@ -108,7 +110,12 @@ def test_reports_validate_and_the_attested_token_verifies(
         assert (report.tenant, report.party, report.vm) == ("acme", config.party, config.vm_name)
         assert report.instance == config.orchestration.instance
         assert report.nonce == config.orchestration.nonce
-    (attested,) = [r for r in reports if r.event == "attested"]
+    # attested at once, then ONE report of every key: releases first, then the probe
+    attested, outcomes = reports
+    assert [(o.event, o.key_id.split("/keys/")[1].split("/")[0]) for o in outcomes_of(reports)
+            ] == [("released", world.keys["contoso"]), ("released", world.keys["fabrikam"]),
+                  ("isolation-refused", world.keys["woodgrove"])]
+    assert outcomes.sent_at >= attested.sent_at
     assert attested.token
     verifier = TokenVerifier([world.authority], verify=world.lab.environ()["REQUESTS_CA_BUNDLE"])
     claims = verifier.verify(attested.token, nonce=config.orchestration.nonce)
@@ -208,16 +215,15 @@ def side_vms(world: World) -> dict[str, tuple[AgentConfig, list[Report]]]:
 def test_trusted_launch_vm_releases_nothing(
         side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
     _, reports = side_vms["tlaunch"]
-    assert not [r for r in reports if r.event in ("released", "rotated")]
-    keyed = [r for r in reports if r.key_id]
-    assert len(keyed) == 2 and all(r.event == "release-denied" for r in keyed)
-    assert all("policy" in (r.error or "") for r in keyed)
+    keyed = outcomes_of(reports)
+    assert len(keyed) == 2 and all(o.event == "release-denied" for o in keyed)
+    assert all("policy" in (o.error or "") and o.key_version is None for o in keyed)
 
 
 def test_private_key_release_when_enabled_returns_the_vault_key(
         world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
     config, reports = side_vms["sidecar"]
-    assert sorted(r.event for r in reports if r.key_id) == ["isolation-refused", "released"]
+    assert [o.event for o in outcomes_of(reports)] == ["released", "isolation-refused"]
     with world.lab.activate():
         _, public = world.public_key("contoso")
     jwk = AgentClient(f"http://{config.api.listen}").release_private_key(
@@ -296,7 +302,8 @@ def test_a_probe_the_vault_releases_is_reported_broken_and_never_kept_or_served(
         world: World, side_vms: dict[str, tuple[AgentConfig, list[Report]]]) -> None:
     config, reports = side_vms["leaky"]
     (broken,) = _by_key(reports, world, "fabrikam")
-    assert broken.event == "isolation-broken"
+    assert broken.event == "isolation-broken"  # inside the one outcomes report
+    assert [o.event for o in outcomes_of(reports)] == ["released", "isolation-broken"]
     assert broken.error_code == "IsolationBroken" and broken.key_version is None
     assert "discarded" in (broken.error or "")
     # The vault really released it to this VM's identity (the wrong grant works) ...
@@ -310,3 +317,4 @@ def test_a_probe_the_vault_releases_is_reported_broken_and_never_kept_or_served(
     assert result["released"] is True
     again = wait_reports(config, lambda rs: any(r.event == "isolation-broken" for r in rs))
     assert {r.key_id for r in again if r.event == "isolation-broken"} == {broken.key_id}
+    assert "outcomes" not in {r.event for r in again}  # a single report, not a batch

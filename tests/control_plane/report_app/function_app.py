@@ -1,5 +1,7 @@
 """A minimal app around ``orchestrators.reports.wait_reports`` (tests/control_plane/
-test_report_delivery.py): it works first, so reports raised right after start arrive early."""
+test_report_delivery.py): it works first, so reports raised right after start arrive early.
+It also registers the real ``guest-reports`` queue trigger (``cotenant.api.events``), which
+routes reports to it when the harness runs triggers."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import time
 
 import azure.durable_functions as df
 
+from cotenant.api import events
 from orchestrators.reports import wait_reports
 
 app = df.DFApp()
+app.register_functions(events.bp)
 
 
 @app.activity_trigger(input_name="seconds")
