@@ -83,6 +83,7 @@ class Live:
     results: set[int] = field(default_factory=set)  # task/timer ids with a result event
     keys: set[str] = field(default_factory=set)  # stored inbox keys already in this inbox
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # parent told, if any
+    encoded: list[str] = field(default_factory=list)  # JSON of history[i] once committed
 
     @property
     def eng(self) -> dict[str, Any]:
@@ -495,12 +496,13 @@ class Engine:
         fn = self.index.get(live.record.name, "orchestrationTrigger")
         if fn is None:
             return {}, f"The orchestrator function '{live.record.name}' no longer exists"
-        context = json.dumps({
-            "history": history, "input": live.record.input,
+        rest = json.dumps({
+            "input": live.record.input,
             "instanceId": live.record.instance_id, "isReplaying": len(history) > 2,
             "parentInstanceId": live.record.parent_instance_id,
             "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
         })
+        context = '{"history":[' + ",".join(self._encoded(live, history)) + "]," + rest[1:]
         self.stats.episodes += 1
         self.stats.replayed_events += len(history)
         started = time.perf_counter()
@@ -518,6 +520,18 @@ class Engine:
             sample = elapsed / max(len(history), 1)
             self._seconds_per_event = sample if not self._seconds_per_event else \
                 0.8 * self._seconds_per_event + 0.2 * sample
+
+    @staticmethod
+    def _encoded(live: Live, history: list[dict[str, Any]]) -> list[str]:
+        """Each event of ``history`` as JSON: a committed event (it no longer changes) is
+        encoded once, not on every replay of a long history."""
+        committed = len(live.history)
+        if len(history) < committed or history[committed - 1:committed] != \
+                live.history[committed - 1:]:
+            return [json.dumps(e) for e in history]
+        cache = live.encoded
+        cache.extend(json.dumps(e) for e in live.history[len(cache):])
+        return cache + [json.dumps(e) for e in history[committed:]]
 
     async def _episode(self, live: Live, batch: list[tuple[str | None, dict[str, Any]]]) -> bool:
         """Run one episode; returns True when the instance reached a terminal state."""
@@ -605,6 +619,7 @@ class Engine:
         self._cancel_timers(live)
         old_len = rec.history_len
         live.history = []
+        live.encoded = []
         live.leaves = []
         live.results = set()
         rec.history_len = 0
