@@ -183,4 +183,4 @@ def test_the_guest_agent_still_prints_the_report_schema() -> None:
                             capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert '"schema_version"' in result.stdout
-    assert "guest-report/v2.json" in result.stdout
+    assert "guest-report/v3.json" in result.stdout
