@@ -59,7 +59,9 @@ def monitor_deployment(context: df.DurableOrchestrationContext):
             context.set_custom_status({"deployment": name, "state": deployment["state"],
                                        "attempt": attempt})
         if deployment["state"] == "Succeeded":
-            return deployment
+            # What a parent needs; the outputs stay in this orchestration's history rather
+            # than in the parent's, which every later episode of the parent replays.
+            return {k: deployment.get(k) for k in ("resource_group", "name", "module", "state")}
         if deployment.get("retryable") and attempt < int(timing["deploy_attempts"]):
             attempt += 1
             yield context.create_timer(later(context, timing["retry_first_seconds"]))
