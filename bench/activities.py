@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import os
 import pstats
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,8 +65,8 @@ class Meter:
         finally:
             if profiling:
                 self.profiler.disable()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        self.rows.setdefault(name, []).append((wall, cpu, cpu_of(self.lab_pid) - lab0))
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            self.rows.setdefault(name, []).append((wall, cpu, cpu_of(self.lab_pid) - lab0))
         if isinstance(result, dict) and result.get("ok") is False:
             raise SystemExit(f"{name} failed: {result['error']}")
         return result
@@ -143,8 +145,47 @@ def measure(meter: Meter, lab: Any, spec: dict[str, Any], rounds: int, scale: fl
         for party in parties:
             meter.call("ensure_app_key (exists)", keys.ensure_app_key,
                        {"spec": tenant, "party": party})
+    agent_path(meter, lab, rounds * 4)
     meter.report({"ensure_resource_group": ESTIMATES["resource-group"] * scale * 1e3,
                   "ensure_app_key (create)": ESTIMATES["app-key"] * scale * 1e3})
+
+
+def agent_path(meter: Meter, lab: Any, count: int) -> None:
+    """What a guest agent does at start-up, against the same lab: attest through the proxy
+    (MAA), then release a granted key and probe one it is not granted (Key Vault)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.identity import ManagedIdentityCredential
+    from azure.keyvault.keys import KeyClient
+
+    from cotenant.cloud.keyvault import encode_policy
+    from cotenant.policy import build_release_policy
+
+    client = lab.client
+    vault = client.create_vault("agentbench-kv")
+    owner = KeyClient(vault, ManagedIdentityCredential())
+    policy = encode_policy(build_release_policy(client.endpoints.attestation_url))
+    for name in ("granted", "refused"):
+        owner.create_rsa_key(name, hardware_protected=True, exportable=True,
+                             release_policy=policy)
+    releaser = client.create_identity("agentbench-id")
+    client.grant(releaser["client_id"], f"{vault}/keys/granted",
+                 "Key Vault Crypto Service Release User")
+    client.create_vm("agentbench-vm", "confidential", identities=[releaser["client_id"]])
+    session = requests.Session()
+    session.proxies = {"https": client.endpoints.proxy_url}
+    session.verify = client.endpoints.ca_bundle
+    vtpm = client.vtpm("agentbench-vm")
+    keys = KeyClient(vault, client.vm_credential("agentbench-vm", releaser["client_id"]))
+    for i in range(count):
+        token = meter.call("agent: attest (MAA)", functools.partial(
+            vtpm.attest, client.endpoints.attestation_url, f"n{i}", session=session))
+        meter.call("agent: release granted key", keys.release_key, "granted", token)
+        try:
+            meter.call("agent: probe refused key", keys.release_key, "refused", token)
+        except HttpResponseError as exc:
+            assert exc.status_code == 403, exc
+        else:
+            raise SystemExit("the lab released a key without a grant")
 
 
 def main() -> None:
