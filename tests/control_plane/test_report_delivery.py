@@ -178,3 +178,28 @@ def test_an_outcomes_report_is_one_event_and_one_audit_row_per_outcome(
     assert refused["at"] == "2026-11-27T12:00:00+00:00"  # when the agent knew it
     assert by_kind["guest:released"]["key_version"] == "v1"
     assert by_kind["guest:attested"]["token_sha256"] and "token" not in by_kind["guest:attested"]
+
+
+def test_an_invalid_outcomes_report_is_quarantined_with_its_reason(
+        azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import base64
+    import json
+
+    from cotenant.api.events import QUARANTINE_QUEUE, route_report
+
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    tenant = f"rq{uuid.uuid4().hex[:8]}"
+    document = outcomes(tenant=tenant, instance=f"{tenant}:woodgrove")
+    document["outcomes"].append({**document["outcomes"][1], "event": "isolation-broken"})
+    unused = object()  # never reached: an invalid report is not routed
+    assert asyncio.run(route_report(unused, json.dumps(document).encode())) == "quarantined"  # type: ignore[arg-type]
+    queue = QueueClient.from_connection_string(azurite.connection_string, QUARANTINE_QUEUE)
+    mine = []
+    for message in queue.receive_messages(max_messages=32, visibility_timeout=1):
+        entry = json.loads(message.content)
+        if tenant in base64.b64decode(entry["message_base64"]).decode():
+            mine.append(entry["reason"])
+            queue.delete_message(message)
+    assert len(mine) == 1
+    assert "fabrikam-secret-key" in mine[0] and "two outcomes" in mine[0]
