@@ -60,7 +60,6 @@ ISOLATION_EVENTS = ("isolation-refused", "isolation-broken")
 # What one key's release attempt or isolation probe can end as (an ``outcomes`` entry).
 OutcomeEvent = Literal["released", "release-denied", "failed", "isolation-refused",
                        "isolation-broken"]
-OUTCOME_EVENTS: tuple[str, ...] = OutcomeEvent.__args__  # type: ignore[attr-defined]
 OUTCOMES_EVENT = "outcomes"
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -257,8 +256,8 @@ def _fits(report: Report) -> bool:
 
 def _cut_errors(outcomes: Sequence[KeyOutcome], length: int) -> list[KeyOutcome]:
     """Each outcome's error cut to ``length`` characters (the last one "…"); none at 0."""
-    return [o if clip(o.error, length) == o.error
-            else o.model_copy(update={"error": clip(o.error, length)}) for o in outcomes]
+    return [o.model_copy(update={"error": clip(o.error, length)})
+            if o.error and len(o.error) > length else o for o in outcomes]
 
 
 def key_name_of(kid: str | None) -> str | None:
