@@ -1,8 +1,9 @@
 """Waiting for guest-agent reports (raised by the queue trigger, one event name per subject).
 
 Each report is raised as the event ``cotenant.wire.reports.event_name(nonce, party,
-subject)``: the challenge, the reporting party and what the report is about (``attestation``
-or ``key:<name>``). An orchestrator waits for exactly the names it expects, each once; reports
+subject)``: the challenge, the reporting party and what the report is about (``attestation``,
+``keys`` — the start-up pass's outcomes of every key, in one report — or ``key:<name>``, one
+key's rotation). An orchestrator waits for exactly the names it expects, each once; reports
 that arrived before it started waiting (an agent reports while its VM's deployment is still
 running) are delivered at once. Reports for another challenge have other names and are never
 waited for.
