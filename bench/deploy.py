@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cotenant.azurite import start_azurite  # noqa: E402
+from cotenant.cli.up import APP_SETTINGS  # noqa: E402
 from cotenant.devhost.testing import DevHostHarness  # noqa: E402
 from cotenant.lab.testing import running_lab  # noqa: E402
 from cotenant.plan import ESTIMATES, build_plan  # noqa: E402
@@ -40,9 +41,9 @@ from cotenant.spec import parse_spec  # noqa: E402
 SCALE = 0.01  # seed timings / 100
 SCENARIOS = (("3 parties", REPO / "examples" / "three-party.yaml", "bench3"),
              ("10 parties", REPO / "examples" / "ten-party.yaml", "bench10"))
-SETTINGS = {"COTENANT_CLOUD": "lab", "COTENANT_POLL_SECONDS": "0.1",
-            "COTENANT_DEPLOYMENT_WAIT_SECONDS": "4",
-            "COTENANT_RETRY_FIRST_SECONDS": "0.5", "COTENANT_REPORT_TIMEOUT_SECONDS": "300"}
+# What `cotenant up` runs with (a longer report timeout for a loaded machine).
+SETTINGS = {**APP_SETTINGS, "COTENANT_REPORT_TIMEOUT_SECONDS": "300"}
+SETTINGS.pop("DEVHOST_TASK_HUB")
 TARGET = 1.15
 
 

@@ -92,6 +92,7 @@ class Azurite:
             *azurite_command(),
             "--silent",
             "--skipApiVersionCheck",
+            "--disableTelemetry",  # offline: no attempts to reach Application Insights
             "--loose",
             "--disableProductStyleUrl",
             "--location", str(self.location),

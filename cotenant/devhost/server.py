@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ class DevHost:
         self.config = config
         self._saved_environment = apply_environment(config)
         sdk_speedups.install()
+        # The SDK warns about every event that arrives before the orchestrator waits for it
+        # ("Potential duplicate Task completion"), then keeps it for that wait; the control
+        # plane's reports arrive early by design (an agent reports during its VM's deployment).
+        warnings.filterwarnings("ignore", message="Potential duplicate Task completion",
+                                category=UserWarning)
         self.index = load_app(config.app_path)
         self._store = self._make_store(config)
         await self._store.open()
