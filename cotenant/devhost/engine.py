@@ -183,9 +183,15 @@ class Engine:
             engine=_fresh_engine_state())
         live = Live(record, [])
         self._lives[iid] = live
-        stale = [key for key, _ in existing.inbox if key is not None] if existing else []
-        await self.store.commit(record, [], stale, reset_from=existing.record.history_len
-                                if existing else None)
+        if existing is None and parent is not None:
+            # A new sub-orchestration is first stored by its first episode's commit: until
+            # then the parent's recorded SubOrchestrationInstanceCreated is what starts it
+            # again after a restart (``_resume_child``) or a failed first commit (``_reload``).
+            self.store.assume_new(iid)
+        else:
+            stale = [key for key, _ in existing.inbox if key is not None] if existing else []
+            await self.store.commit(record, [], stale, reset_from=existing.record.history_len
+                                    if existing else None)
         self._deliver(live, None, h.execution_started(now, name, input_text,
                                                       record.parent_instance_id))
         return iid
@@ -444,7 +450,18 @@ class Engine:
                 await self._resume(fresh)
             elif fresh is not None and fresh.record.parent_instance_id:
                 await self._notify_parent(fresh)  # in case telling the parent failed
+            elif fresh is None and live.record.parent_instance_id:
+                await self._restart_unstored_child(live.record)
             return
+
+    async def _restart_unstored_child(self, rec: InstanceRecord) -> None:
+        """A sub-orchestration whose first commit failed was never stored: start it again
+        for its parent (as a restart would)."""
+        parent = await self._live(rec.parent_instance_id or "")
+        if parent is not None and parent.record.runtime_status in ACTIVE \
+                and rec.parent_task_id is not None:
+            await self._resume_child(parent, rec.parent_task_id, {
+                "InstanceId": rec.instance_id, "Name": rec.name, "Input": rec.input})
 
     async def _gather_completions(self, live: Live) -> None:
         """While the instance's activities are still running, wait for more completions —
@@ -742,7 +759,7 @@ class Engine:
             self._deliver(parent, None, h.sub_orchestration_failed(now, seq, str(exc), ""))
 
     async def _finished(self, live: Live) -> None:
-        """Tell the parent (durably), then wake whoever waits for this instance."""
+        """Tell the parent, then wake whoever waits for this instance."""
         try:
             if live.record.parent_instance_id:
                 await self._notify_parent(live)
@@ -761,5 +778,6 @@ class Engine:
         else:
             reason = json.loads(rec.output) if rec.output else rec.runtime_status
             evt = h.sub_orchestration_failed(now, rec.parent_task_id, str(reason), "")
-        key = f"{now.timestamp():020.6f}-sub-{rec.instance_id}"
-        await self._deliver_stored(parent.record.instance_id, key, evt)
+        # Delivered in memory, like an activity's result: until the parent commits it, the
+        # parent's recovery finds this child ended and tells it again (``_resume_child``).
+        self._deliver(parent, None, evt)

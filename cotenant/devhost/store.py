@@ -87,6 +87,8 @@ class Store(Protocol):
     async def active_ids(self) -> list[str]: ...
     async def records(self) -> list[InstanceRecord]: ...
     async def add_inbox(self, instance_id: str, key: str, event: dict[str, Any]) -> None: ...
+    def assume_new(self, instance_id: str) -> None:
+        """``instance_id`` has nothing stored (its first commit need not look)."""
     async def commit(self, record: InstanceRecord, new_events: list[dict[str, Any]],
                      consumed: list[str], *, reset_from: int | None = None) -> None: ...
     async def purge(self, instance_id: str) -> bool: ...
@@ -124,6 +126,9 @@ class MemoryStore:
 
     async def add_inbox(self, instance_id: str, key: str, event: dict[str, Any]) -> None:
         self._inbox.setdefault(instance_id, {})[key] = json.dumps(event)
+
+    def assume_new(self, instance_id: str) -> None:
+        return None
 
     async def commit(self, record: InstanceRecord, new_events: list[dict[str, Any]],
                      consumed: list[str], *, reset_from: int | None = None) -> None:
@@ -257,6 +262,9 @@ class TableStore:
             "or RuntimeStatus eq 'Suspended')",
             parameters={"rk": INSTANCE_ROW}, select=["PartitionKey"])
         return [e["PartitionKey"] async for e in query]
+
+    def assume_new(self, instance_id: str) -> None:
+        self._tails[instance_id] = _Tail(0)
 
     async def add_inbox(self, instance_id: str, key: str, event: dict[str, Any]) -> None:
         await self._client.upsert_entity({
