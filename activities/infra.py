@@ -81,7 +81,7 @@ def validate_spec(payload: dict[str, Any]) -> dict[str, Any]:
         plan = build_plan(parse_spec(payload))
     except SpecError as exc:
         return failed("; ".join(f"{p.path}: {p.message}" for p in exc.problems))
-    return {"ok": True, "plan": plan.model_dump(mode="json")}
+    return {"ok": True, "plan": plan.outline()}
 
 
 @bp.activity_trigger(input_name="payload")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from graphlib import TopologicalSorter
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -253,6 +253,17 @@ class Plan(_Frozen):
 
     def grants_for_key(self, key_owner: str) -> list[KeyGrant]:
         return [g for g in self.grants if g.key_owner == key_owner]
+
+    def outline(self) -> dict[str, Any]:
+        """What ``deploy_tenant`` schedules from (JSON): the phase graph, each party's names
+        and whom it may release, the totals. It lives in the orchestration's history and is
+        replayed every episode, so it leaves out the rest (release policies, network, NSG
+        rules: ~100 KB at ten parties); activities rebuild the full plan from the spec."""
+        return self.model_dump(mode="json", include={
+            "tenant": True, "resource_group": True, "debug": True,
+            "critical_path_seconds": True, "sequential_seconds": True,
+            "phases": {"__all__": {"name", "depends_on", "module"}},
+            "parties": {"__all__": {"party", "vm_name", "app_key_name", "can_release"}}})
 
 
 # ------------------------------------------------------------------------------ names

@@ -122,6 +122,23 @@ def test_steps_carry_the_spec_and_activities_rebuild_the_same_plan():
     assert len(json.dumps(given)) * 5 < len(json.dumps(doc))
 
 
+def test_the_plan_outline_schedules_exactly_like_the_plan():
+    """deploy_tenant keeps only the outline of the plan in its history (replayed every
+    episode): it must yield the same graph and party inputs as the full plan."""
+    from orchestrators.deploy import party_input
+
+    spec = yaml.safe_load((REPO / "examples" / "ten-party.yaml").read_text())
+    full = build_plan(parse_spec(spec))
+    doc, outline = full.model_dump(mode="json"), full.outline()
+    assert schedule_graph(outline) == schedule_graph(doc)
+    for party in full.parties:
+        assert party_input(outline, spec, party.party, {}) == \
+            party_input(doc, spec, party.party, {})
+    assert {k: doc[k] for k in ("tenant", "resource_group", "debug", "critical_path_seconds",
+                                "sequential_seconds")}.items() <= outline.items()
+    assert len(json.dumps(outline)) * 4 < len(json.dumps(doc))
+
+
 def test_isolation_probe_outcomes_are_the_matrix_evidence_and_a_release_breaks_it():
     from orchestrators.party import isolation_breaches
 
