@@ -183,12 +183,10 @@ class Engine:
             engine=_fresh_engine_state())
         live = Live(record, [])
         self._lives[iid] = live
-        if existing is None and parent is not None:
-            # A new sub-orchestration is first stored by its first episode's commit: until
-            # then the parent's recorded SubOrchestrationInstanceCreated is what starts it
-            # again after a restart (``_resume_child``) or a failed first commit (``_reload``).
-            self.store.assume_new(iid)
-        else:
+        # A new sub-orchestration is first stored by its first episode's commit: until then
+        # the parent's recorded SubOrchestrationInstanceCreated is what starts it again
+        # after a restart (``_resume_child``) or a failed first commit (``_reload``).
+        if existing is not None or parent is None:
             stale = [key for key, _ in existing.inbox if key is not None] if existing else []
             await self.store.commit(record, [], stale, reset_from=existing.record.history_len
                                     if existing else None)

@@ -87,8 +87,6 @@ class Store(Protocol):
     async def active_ids(self) -> list[str]: ...
     async def records(self) -> list[InstanceRecord]: ...
     async def add_inbox(self, instance_id: str, key: str, event: dict[str, Any]) -> None: ...
-    def assume_new(self, instance_id: str) -> None:
-        """``instance_id`` has nothing stored (its first commit need not look)."""
     async def commit(self, record: InstanceRecord, new_events: list[dict[str, Any]],
                      consumed: list[str], *, reset_from: int | None = None) -> None: ...
     async def purge(self, instance_id: str) -> bool: ...
@@ -126,9 +124,6 @@ class MemoryStore:
 
     async def add_inbox(self, instance_id: str, key: str, event: dict[str, Any]) -> None:
         self._inbox.setdefault(instance_id, {})[key] = json.dumps(event)
-
-    def assume_new(self, instance_id: str) -> None:
-        return None
 
     async def commit(self, record: InstanceRecord, new_events: list[dict[str, Any]],
                      consumed: list[str], *, reset_from: int | None = None) -> None:
@@ -211,15 +206,23 @@ class TableStore:
             retry_backoff_max=2)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tails: dict[str, _Tail] = {}  # each instance's stored tail, as last written
+        # Every stored instance id: this host is the only writer of its hub, so an id it
+        # has not seen (a new sub-orchestration, mostly) is looked up without a request.
+        self._known: set[str] = set()
 
     async def open(self) -> None:
         with contextlib.suppress(ResourceExistsError):
             await self._client.create_table()
+        query = self._client.query_entities("RowKey eq @rk", parameters={"rk": INSTANCE_ROW},
+                                            select=["PartitionKey"])
+        self._known = {e["PartitionKey"] async for e in query}
 
     async def close(self) -> None:
         await self._client.close()
 
     async def load(self, instance_id: str) -> Loaded | None:
+        if instance_id not in self._known:
+            return None
         try:
             row = await self._client.get_entity(instance_id, INSTANCE_ROW)
         except ResourceNotFoundError:
@@ -263,9 +266,6 @@ class TableStore:
             parameters={"rk": INSTANCE_ROW}, select=["PartitionKey"])
         return [e["PartitionKey"] async for e in query]
 
-    def assume_new(self, instance_id: str) -> None:
-        self._tails[instance_id] = _Tail(0)
-
     async def add_inbox(self, instance_id: str, key: str, event: dict[str, Any]) -> None:
         await self._client.upsert_entity({
             "PartitionKey": instance_id, "RowKey": INBOX_PREFIX + key,
@@ -294,6 +294,7 @@ class TableStore:
                 await self._client.upsert_entity(self._instance_row(record, document, grown),
                                                  mode=UpdateMode.REPLACE)
                 self._tails[pk] = grown
+                self._known.add(pk)
                 return
             ops: list[tuple[str, dict[str, Any]]] = []
             if reset_from is not None:
@@ -313,12 +314,13 @@ class TableStore:
             for batch in _batches(ops):
                 await self._submit(batch)
             self._tails[pk] = flushed
+            self._known.add(pk)
 
     async def _stored_tail(self, pk: str) -> _Tail | None:
         """The tail in the instance row of ``pk`` as this store last wrote or read it, else
         as stored (None: no instance row)."""
         tail = self._tails.get(pk)
-        if tail is None:
+        if tail is None and pk in self._known:
             try:
                 row = await self._client.get_entity(pk, INSTANCE_ROW)
             except ResourceNotFoundError:
@@ -369,6 +371,7 @@ class TableStore:
             select=["PartitionKey", "RowKey"])
         keys = [e["RowKey"] async for e in query]
         self._tails.pop(instance_id, None)
+        self._known.discard(instance_id)
         if INSTANCE_ROW not in keys:
             return False
         keys.remove(INSTANCE_ROW)

@@ -143,3 +143,33 @@ def test_a_commit_that_does_not_follow_the_stored_history_is_refused(
         await reader.close()
 
     _run(azurite, body)
+
+
+def test_stored_instances_are_known_at_open_and_unknown_ids_cost_no_request(
+        azurite: Azurite) -> None:
+    """The host is its hub's only writer: it reads the stored ids once when it opens, then
+    answers "no such instance" (a new sub-orchestration's id) without asking storage."""
+
+    async def body(hub: str) -> None:
+        writer = await _open(azurite.connection_string, hub)
+        await writer.commit(_record("i5", 1), [_event(0)], [])
+        reader = await _open(azurite.connection_string, hub)
+        calls: list[str] = []
+        get_entity = reader._client.get_entity
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args[0])
+            return await get_entity(*args, **kwargs)
+
+        reader._client.get_entity = counted  # type: ignore[method-assign]
+        assert await reader.load("never-stored") is None
+        assert calls == []
+        loaded = await reader.load("i5")
+        assert loaded is not None and len(loaded.history) == 1 and calls == ["i5"]
+        await reader.commit(_record("i6", 1), [_event(0)], [])  # new: no lookup either
+        assert calls == ["i5"]
+        assert await reader.purge("i6") and await reader.load("i6") is None
+        await writer.close()
+        await reader.close()
+
+    _run(azurite, body)
