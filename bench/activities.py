@@ -82,7 +82,7 @@ class Meter:
                   f"{modelled.get(name, float('nan')):>12.0f}")
         if self.profiler is not None:
             out = io.StringIO()
-            pstats.Stats(self.profiler, stream=out).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(self.profiler, stream=out).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
             print(out.getvalue())
 
 
@@ -119,6 +119,11 @@ def measure(meter: Meter, lab: Any, spec: dict[str, Any], rounds: int, scale: fl
     for _ in range(10):
         meter.call("baseline: lab /health", health)
     t0 = time.perf_counter()
+    if rounds == 0:  # the agent path only (e.g. to sample the lab: its pid is printed)
+        print(f"lab pid {meter.lab_pid}: agents' path starts", flush=True)
+        agent_path(meter, lab, 100)
+        meter.report({})
+        return
     import activities  # noqa: F401 - what the Functions worker imports with function_app.py
     from activities import infra, keys
     print(f"import activities: {(time.perf_counter() - t0) * 1e3:.0f} ms")
@@ -190,7 +195,8 @@ def agent_path(meter: Meter, lab: Any, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="tenants deployed (default 5)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="tenants deployed (default 5; 0: the agents' path only)")
     parser.add_argument("--scale", type=float, default=0.01,
                         help="lab latency vs the seed's timings (default 0.01 = /100)")
     parser.add_argument("--profile", metavar="STEP",

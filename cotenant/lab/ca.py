@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import ipaddress
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,7 @@ class LabCA:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._shared_lock = threading.Lock()  # a shared key is made once, read when whole
         key_path, cert_path = directory / "ca.key", directory / "ca.pem"
         if key_path.exists() and cert_path.exists():
             self.key = load_private(key_path.read_bytes())
@@ -170,10 +172,11 @@ class LabCA:
     def shared_rsa_key(self, stem: str) -> rsa.RSAPrivateKey:
         """An RSA key kept in the CA directory (``<stem>.key``), created once."""
         path = self.directory / f"{stem}.key"
-        if not path.exists():
-            write_private(path, private_pem(rsa.generate_private_key(public_exponent=65537,
-                                                                     key_size=2048)))
-        return load_private(path.read_bytes())
+        with self._shared_lock:
+            if not path.exists():
+                write_private(path, private_pem(rsa.generate_private_key(
+                    public_exponent=65537, key_size=2048)))
+            return load_private(path.read_bytes())
 
     def issue_to_files(self, stem: str, names: list[str]) -> tuple[Path, Path]:
         """Issue (once) a TLS certificate stored as ``<stem>.pem`` / ``<stem>.key``."""

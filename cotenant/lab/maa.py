@@ -19,15 +19,17 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cotenant.lab.ca import load_private, private_pem
+from cotenant.lab.ca import load_private
 from cotenant.lab.claims import guest_claims
 from cotenant.lab.evidence import EvidenceError, quoted_vm, seal_token, verify_attestation_info
 from cotenant.lab.http import HttpError, json_body
 from cotenant.lab.jose import rsa_jwk, self_signed_cert, sha256_kid, x5c
+from cotenant.lab.keypool import POOL
 from cotenant.lab.state import Authority, StateStore
 
 AUTHORITY_SUFFIX = ".attest.azure.net"
@@ -60,12 +62,14 @@ class AttestationService:
         existing = self.store.read().authorities.get(host)
         if existing is not None:
             return existing
+        # The key is made before taking the state's lock (every edit of the lab waits on it);
+        # two first uses at once make one key in vain, the first one stored wins.
+        pem = POOL.private_pem(2048)
+        cert = self_signed_cert(load_private(pem), authority_url(host))
         with self.store.edit() as state:
             if host not in state.authorities:
-                key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                cert = self_signed_cert(key, authority_url(host))
                 state.authorities[host] = Authority(
-                    host=host, signing_key=private_pem(key).decode(), kid=sha256_kid(cert),
+                    host=host, signing_key=pem.decode(), kid=sha256_kid(cert),
                     cert=cert.public_bytes(serialization.Encoding.PEM).decode(),
                 )
             return state.authorities[host]
@@ -101,6 +105,12 @@ class AttestationService:
         info_value = body.get("AttestationInfo")
         if not isinstance(info_value, str) or not info_value:
             raise HttpError(400, "InvalidParameter", "'AttestationInfo' is required")
+        # Off the event loop: the evidence check, the token's signature and its sealing are
+        # CPU (OpenSSL runs without the GIL), and every lab service shares this loop.
+        return JSONResponse({"token": await run_in_threadpool(self._attest, host, info_value)})
+
+    def _attest(self, host: str, info_value: str) -> str:
+        """The sealed attestation token for the evidence ``info_value`` (raises HttpError)."""
         try:
             info, quote = quoted_vm(info_value)
             with self.store.lock:
@@ -112,7 +122,7 @@ class AttestationService:
         except EvidenceError as exc:
             raise HttpError(400, "InvalidParameter", f"attestation failed: {exc}") from None
         token = self.sign(host, guest_claims(vm, authority_url(host), evidence))
-        return JSONResponse({"token": seal_token(token, evidence.enc_key)})
+        return seal_token(token, evidence.enc_key)
 
     def routes(self) -> list[Route]:
         return [

@@ -20,6 +20,7 @@ import os
 import secrets
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from cotenant.lab.manager import ResourceManager
 from cotenant.lab.proxy import ConnectProxy
 from cotenant.lab.state import StateStore, Vm
 from cotenant.lab.tls import server_context
-from cotenant.lab.vault.service import VAULT_SUFFIX, VaultService
+from cotenant.lab.vault.service import VAULT_SIGNING_KEY, VAULT_SUFFIX, VaultService
 from cotenant.lab.vms import VmSupervisor
 
 # The lab saves its state in the background at most this often (see StateStore).
@@ -213,6 +214,7 @@ class Lab:
         await loop.run_in_executor(None, self.vms.resume)  # VMs that were running boot again
         self.endpoints.save(self.directory)
         self.manager.start(loop)
+        threading.Thread(target=self._warm, name="lab-warmup", daemon=True).start()
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -221,6 +223,15 @@ class Lab:
             await loop.run_in_executor(None, self.vms.shutdown)
             POOL.stop()
             self.store.flush()
+
+    def _warm(self) -> None:
+        """Make now, while the lab is idle, the keys a first deployment would otherwise wait
+        for (50–200 ms of RSA each, under the state's lock): the default authority's token
+        signing key and the vaults' release-signing key."""
+        host = self.authority.removeprefix("https://").split("/")[0].lower()
+        if is_authority_host(host):
+            self.maa.authority(host)
+        self.ca.shared_rsa_key(VAULT_SIGNING_KEY)
 
     def stop(self) -> None:
         for server in self._servers:

@@ -30,6 +30,7 @@ from cotenant.lab.vault.release import Releaser
 
 RESOURCE = "https://vault.azure.net"
 DEFAULT_API_VERSION = "7.4"
+VAULT_SIGNING_KEY = "vault-signing"  # the lab CA's key behind every vault's signing cert
 
 
 def valid_vault_name(name: str) -> bool:
@@ -82,7 +83,7 @@ class VaultService:
             vault = state.vaults.get(name)
             if vault is None:
                 issued = self.ca.issue(f"{name}{VAULT_SUFFIX}", [f"{name}{VAULT_SUFFIX}"],
-                                       key=self.ca.shared_rsa_key("vault-signing"))
+                                       key=self.ca.shared_rsa_key(VAULT_SIGNING_KEY))
                 vault = Vault(
                     name=name, resource_group=resource_group, location=location, rbac=rbac,
                     purge_protection=purge_protection, soft_delete_days=soft_delete_days,
