@@ -19,6 +19,7 @@ class Reporter:
     def __init__(self, client: QueueClient) -> None:
         self._client = client
         self._outbox: deque[Report] = deque(maxlen=OUTBOX_LIMIT)
+        self._sending = 0  # taken from the outbox, not yet acknowledged by the queue
         self._lock = threading.Lock()
 
     def send(self, report: Report) -> bool:
@@ -39,18 +40,24 @@ class Reporter:
                 if not self._outbox:
                     return True
                 report = self._outbox.popleft()
+                self._sending += 1
             try:
                 self._client.send_message(report.to_json())
             except AzureError as exc:
                 with self._lock:
                     self._outbox.appendleft(report)
+                    self._sending -= 1
                 log.warning("report %s not sent yet: %s", report.event, exc.__class__.__name__)
                 return False
+            with self._lock:
+                self._sending -= 1
             log.info("reported %s%s", report.event, _about(report))
 
     @property
     def pending(self) -> int:
-        return len(self._outbox)
+        """Reports not yet delivered: waiting in the outbox or being sent."""
+        with self._lock:
+            return len(self._outbox) + self._sending
 
     def close(self) -> None:
         self._client.close()
