@@ -82,7 +82,8 @@ class Meter:
                   f"{modelled.get(name, float('nan')):>12.0f}")
         if self.profiler is not None:
             out = io.StringIO()
-            pstats.Stats(self.profiler, stream=out).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
+            order = os.environ.get("BENCH_SORT", "cumulative")  # or tottime
+            pstats.Stats(self.profiler, stream=out).sort_stats(order).print_stats(40)
             print(out.getvalue())
 
 
@@ -150,6 +151,11 @@ def measure(meter: Meter, lab: Any, spec: dict[str, Any], rounds: int, scale: fl
         for party in parties:
             meter.call("ensure_app_key (exists)", keys.ensure_app_key,
                        {"spec": tenant, "party": party})
+        for module in ("grants", "data", "cvm"):
+            for party in parties:
+                meter.call(f"start_deployment {module}", infra.start_deployment, {
+                    "spec": tenant, "module": module, "party": party,
+                    "extra": {"nonce": f"bench-nonce-{i}", "instance": f"bench-{i}:{party}"}})
     agent_path(meter, lab, rounds * 4)
     meter.report({"ensure_resource_group": ESTIMATES["resource-group"] * scale * 1e3,
                   "ensure_app_key (create)": ESTIMATES["app-key"] * scale * 1e3})

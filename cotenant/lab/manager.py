@@ -262,7 +262,7 @@ class ResourceManager:
                 raise DeploymentFailed(_FAULT_CODES.get(fault.status, "InternalServerError"),
                                        "the deployment failed (lab fault injection)")
             with self.store.edit():
-                record.state, record.outputs = "Succeeded", outputs
+                record.state, record.outputs, record.ended = "Succeeded", outputs, time.time()
         except (DeploymentFailed, HttpError) as exc:
             self._fail(record, exc.code, exc.message)
         except Exception as exc:  # a lab defect must not leave the deployment Running forever
@@ -272,6 +272,7 @@ class ResourceManager:
     def _fail(self, record: DeploymentRecord, code: str, message: str) -> None:
         with self.store.edit():
             record.state, record.error_code, record.error = "Failed", code, message
+            record.ended = time.time()
 
     # -- module materialisation ------------------------------------------------------------
     def _record(self, rg: str, arm_id: str, properties: dict[str, Any]) -> None:

@@ -152,6 +152,7 @@ class DeploymentRecord(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     started: float = Field(default_factory=time.time)
     ready_at: float = 0.0
+    ended: float | None = None  # when it became Succeeded or Failed (ready_at or later)
 
 
 class LabState(BaseModel):

@@ -50,6 +50,7 @@ def _deploy(client: LabClient, plan: Plan, module: str, party: str | None = None
     assert started["state"] in ("Running", "Succeeded")
     done = _wait(client, plan.resource_group, name)
     assert done["state"] == "Succeeded", done
+    assert done["ended"] >= done["ready_at"] >= done["started"]  # ends no earlier than modelled
     declared = set(parse_bicep(module_path(module))["outputs"])
     assert set(done["outputs"]) == declared
     return done
@@ -176,6 +177,7 @@ def test_failed_deployments_report_their_error(lab: RunningLab) -> None:
         client.start_deployment(plan.resource_group, "net", "network", network)
         transient = _wait(client, plan.resource_group, "net")
         assert (transient["state"], transient["error_code"]) == ("Failed", "ServiceUnavailable")
+        assert transient["ended"] >= transient["ready_at"]
         client.start_deployment(plan.resource_group, "net", "network", network)  # retried
         assert _wait(client, plan.resource_group, "net")["state"] == "Succeeded"
     finally:
