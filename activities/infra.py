@@ -49,9 +49,10 @@ def secure_inputs(target: Cloud, plan: Plan, module: str, party: str | None,
         return target.operator.party_inputs()
     if module == "grants":
         assert party is not None
-        return {"principal_ids": {
-            g.grantee: target.get_identity(plan.resource_group, g.grantee_identity).principal_id
-            for g in plan.grants_for_key(party)}}
+        grants = plan.grants_for_key(party)
+        found = target.get_identities(plan.resource_group, [g.grantee_identity for g in grants])
+        return {"principal_ids": {g.grantee: found[g.grantee_identity].principal_id
+                                  for g in grants}}
     if module == "data":
         assert party is not None
         return data_inputs(target, plan, party)

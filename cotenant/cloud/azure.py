@@ -7,6 +7,7 @@ Deployments use the ARM JSON compiled from ``bicep/tenant/<module>.bicep`` by ``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,10 @@ class AzureCloud(DataPlaneKeys):
         props = resource.properties or {}
         return IdentityInfo(name=identity_name, principal_id=str(props["principalId"]),
                             client_id=str(props["clientId"]))
+
+    def get_identities(self, resource_group: str,
+                       identity_names: Iterable[str]) -> dict[str, IdentityInfo]:
+        return {name: self.get_identity(resource_group, name) for name in identity_names}
 
     def agent_settings(self) -> AgentSettings:
         if self._agent_install is None:

@@ -239,6 +239,11 @@ class Cloud(Protocol):
 
     def get_identity(self, resource_group: str, identity_name: str) -> IdentityInfo: ...
 
+    def get_identities(self, resource_group: str,
+                       identity_names: Iterable[str]) -> dict[str, IdentityInfo]:
+        """The identities by name (``NotFoundError`` for a missing one); a cloud that can
+        (the lab) reads them in one request."""
+
     def agent_settings(self) -> AgentSettings: ...
 
     @property

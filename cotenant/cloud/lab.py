@@ -13,7 +13,7 @@ the proxy, CA bundle and identity variables) and ``AzureWebJobsStorage`` (Azurit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -179,15 +179,23 @@ class LabCloud(DataPlaneKeys):
                 for a in found if a["scope"].lower() in scopes]
 
     def get_identity(self, resource_group: str, identity_name: str) -> IdentityInfo:
-        with lab_errors("read managed identity", f"{resource_group}/{identity_name}"):
-            found = self._lab.identities()
-        for identity in found:
-            if identity["name"] == identity_name and \
-                    identity.get("resource_group") == resource_group:
-                return IdentityInfo(name=identity_name, principal_id=identity["principal_id"],
-                                    client_id=identity["client_id"])
-        raise NotFoundError("read managed identity: not found",
-                            resource=f"{resource_group}/{identity_name}")
+        return self.get_identities(resource_group, [identity_name])[identity_name]
+
+    def get_identities(self, resource_group: str,
+                       identity_names: Iterable[str]) -> dict[str, IdentityInfo]:
+        """One read of the lab's identities, whatever their number."""
+        wanted = list(identity_names)
+        if not wanted:
+            return {}
+        with lab_errors("read managed identities", resource_group):
+            found = {i["name"]: i for i in self._lab.identities()
+                     if i.get("resource_group") == resource_group and i["name"] in wanted}
+        for name in wanted:
+            if name not in found:
+                raise NotFoundError("read managed identity: not found",
+                                    resource=f"{resource_group}/{name}")
+        return {name: IdentityInfo(name=name, principal_id=found[name]["principal_id"],
+                                   client_id=found[name]["client_id"]) for name in wanted}
 
     def get_vm(self, resource_group: str, vm_name: str) -> VmInfo:
         with lab_errors("read virtual machine", f"{resource_group}/{vm_name}"):

@@ -270,6 +270,17 @@ def test_identity_is_read_through_the_generic_resource_api(cloud, transport):
     assert "api-version=2023-01-31" in sent.url
 
 
+def test_identities_are_read_one_by_one(cloud, transport):
+    for n in (1, 2):
+        transport.on("GET", rf"/userAssignedIdentities/id-demo-p{n}\?", (200, {
+            "id": "x", "name": f"id-demo-p{n}", "location": "northeurope",
+            "properties": {"principalId": f"p-{n}", "clientId": f"c-{n}", "tenantId": "t"}}))
+    found = cloud.get_identities("rg-demo", ["id-demo-p1", "id-demo-p2"])
+    assert {k: v.principal_id for k, v in found.items()} == {"id-demo-p1": "p-1",
+                                                              "id-demo-p2": "p-2"}
+    assert len(transport.sent("GET", r"/userAssignedIdentities/")) == 2
+
+
 def test_vm_security_profile_is_read_from_compute(cloud, transport):
     transport.on("GET", r"/virtualMachines/vm-demo-contoso\?", (200, {
         "id": "x", "name": "vm-demo-contoso", "location": "northeurope",

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class Identities:
-    """The one cloud call ``data_inputs`` makes (the edge), with the identities that exist."""
+    """The cloud calls ``data_inputs`` makes (the edge), with the identities that exist."""
 
     def __init__(self, resource_group: str, names: list[str]) -> None:
         self.found = {(resource_group, n): f"{i:08d}-0000-4000-8000-000000000000"
@@ -29,6 +29,9 @@ class Identities:
         self.asked.append(identity_name)
         principal = self.found[(resource_group, identity_name)]
         return IdentityInfo(name=identity_name, principal_id=principal, client_id=principal)
+
+    def get_identities(self, resource_group: str, names) -> dict[str, IdentityInfo]:
+        return {name: self.get_identity(resource_group, name) for name in names}
 
 
 def test_readers_are_the_releasing_parties_and_fit_the_template():
