@@ -46,10 +46,16 @@ class StorageFaults:
         await self._commit(*args, **kwargs)
 
 
-def test_event_raised_while_a_failed_commit_reloads_the_instance_is_delivered(
-        host: DevHostHarness) -> None:
+def _waiting_approval(host: DevHostHarness) -> str:
+    """An ``approval`` instance that waits for its event."""
     iid = host.start_orchestration("approval")
     host.wait_for_custom_status(iid, lambda s: s == {"phase": "waiting"})
+    return iid
+
+
+def test_event_raised_while_a_failed_commit_reloads_the_instance_is_delivered(
+        host: DevHostHarness) -> None:
+    iid = _waiting_approval(host)
     engine = host._engine
 
     async def scenario() -> None:
@@ -83,8 +89,7 @@ def test_event_raised_while_a_failed_commit_reloads_the_instance_is_delivered(
 
 def test_event_is_delivered_once_when_the_reload_already_read_it(
         host: DevHostHarness) -> None:
-    iid = host.start_orchestration("approval")
-    host.wait_for_custom_status(iid, lambda s: s == {"phase": "waiting"})
+    iid = _waiting_approval(host)
     engine = host._engine
 
     async def scenario() -> None:
