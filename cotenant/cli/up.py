@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -270,10 +271,12 @@ def down(purge: bool = typer.Option(False, "--purge", help="Also delete the lab'
     """Stop the control plane, the lab and Azurite started by `cotenant up`."""
     from workloads.analytics.launch import stop_apps
 
-    stop_apps(LAB_DIR / "apps")  # the analytics apps started by `up`
     state = _devhost_state()
-    if state is not None:
-        stop_process_group(int(state["pid"]))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # independent: stopped at once
+        apps = pool.submit(stop_apps, LAB_DIR / "apps")  # the analytics apps `up` started
+        if state is not None:
+            stop_process_group(int(state["pid"]))
+        apps.result()
     with contextlib.suppress(FileNotFoundError):
         STATE_FILE.unlink()
     done = _cli("lab", "reset", "--dir", str(LAB_DIR), "--yes") if purge else \

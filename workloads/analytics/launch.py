@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +101,9 @@ def stop_app(app: LaunchedApp) -> None:
 
 
 def stop_apps(root: Path) -> int:
-    """Stop every app launched under ``root``; returns how many were running."""
-    stopped = 0
+    """Stop every app launched under ``root`` (all at once: each takes a moment to shut
+    down); returns how many were running."""
+    running = []
     for pid_file in sorted(root.glob(f"*/{PID_FILE}")):
         try:
             pid = int(pid_file.read_text(encoding="ascii").strip())
@@ -109,10 +111,12 @@ def stop_apps(root: Path) -> int:
             pid_file.unlink(missing_ok=True)
             continue
         if pid_alive(pid) and _is_analytics_app(pid):
-            stop_process_group(pid)
-            stopped += 1
+            running.append(pid)
         pid_file.unlink(missing_ok=True)
-    return stopped
+    if running:
+        with ThreadPoolExecutor(max_workers=len(running)) as pool:
+            list(pool.map(stop_process_group, running))
+    return len(running)
 
 
 def _is_analytics_app(pid: int) -> bool:
