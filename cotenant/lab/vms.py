@@ -57,6 +57,21 @@ def _alive(process: BaseProcess) -> bool:
         return False
 
 
+def _terminate(processes: list[BaseProcess]) -> None:
+    """SIGTERM the agents, then SIGKILL any still running 5 s later. Judged by the pid, not
+    by multiprocessing's view: that comes from the zygote, which may already be gone (it
+    shares the lab's process group and its SIGTERM)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for process in processes:
+            _signal(process, sig)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        processes = [p for p in processes if _alive(p)]
+        if not processes:
+            return
+
+
 def _valid_name(name: str) -> bool:
     return 1 <= len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)
 
@@ -133,17 +148,7 @@ class VmSupervisor:
         return self._processes[name].pid if self.agent_running(name) else None
 
     def stop(self, name: str, *, mark: bool = False) -> None:
-        process = self._processes.pop(name, None)
-        # Judge by the pid, not by multiprocessing's view: that comes from the zygote, which
-        # may already be gone (it shares the lab's process group and its SIGTERM).
-        if process is not None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                _signal(process, sig)
-                deadline = time.monotonic() + 5
-                while _alive(process) and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if not _alive(process):
-                    break
+        _terminate([p for p in [self._processes.pop(name, None)] if p is not None])
         if mark:
             with self.store.edit() as state:
                 if name in state.vms:
@@ -161,6 +166,8 @@ class VmSupervisor:
                 self.boot(vm.name)
 
     def shutdown(self) -> None:
-        """Stop every agent process (VM records keep their status for :meth:`resume`)."""
-        for name in list(self._processes):
-            self.stop(name)
+        """Stop every agent process, all at once (VM records keep their status for
+        :meth:`resume`)."""
+        processes = list(self._processes.values())
+        self._processes.clear()
+        _terminate(processes)
