@@ -14,7 +14,8 @@
 //   principals of the pipelines that publish the sealed file: the control plane may grant
 //   tenant roles to service principals only, never to people — see bicep/control-plane/main.bicep).
 // Blob soft delete, container soft delete and versioning keep an overwritten or deleted sealed
-// file recoverable for 7 days (versions of earlier uploads are kept).
+// file recoverable for 7 days; a lifecycle rule deletes the versions of earlier uploads 30 days
+// after they were replaced, so an owner's withdrawn data does not stay in its account forever.
 //
 // Replication: Standard_LRS. The file is reproducible (the owner keeps the plaintext and can
 // seal and publish it again), the single CVM that reads it is itself zonal, and LRS is offered
@@ -102,6 +103,39 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     containerDeleteRetentionPolicy: {
       enabled: true
       days: 7
+    }
+  }
+}
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-replaced-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${containerName}/'
+              ]
+            }
+            actions: {
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: 30
+                }
+              }
+            }
+          }
+        }
+      ]
     }
   }
 }

@@ -100,6 +100,20 @@ def test_container_is_private_and_blobs_are_recoverable(plan):
     assert blobs.properties["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 7}
 
 
+def test_versions_of_replaced_uploads_expire(plan):
+    """Versioning keeps every earlier upload: a lifecycle rule deletes them 30 days after
+    they were replaced (the current file is untouched), in this party's container only."""
+    template = evaluated(plan, "data")
+    (policy,) = template.of_type("Microsoft.Storage/storageAccounts/managementPolicies")
+    assert policy.body["name"] == "default"
+    (rule,) = policy.properties["policy"]["rules"]
+    assert rule["enabled"] is True and rule["type"] == "Lifecycle"
+    assert rule["definition"]["filters"] == {
+        "blobTypes": ["blockBlob"], "prefixMatch": [f"{plan.party('contoso').data_container}/"]}
+    assert rule["definition"]["actions"] == {
+        "version": {"delete": {"daysAfterCreationGreaterThan": 30}}}
+
+
 @pytest.mark.parametrize(("owner", "readers"), [
     ("contoso", ["woodgrove"]), ("fabrikam", ["woodgrove"]), ("woodgrove", []),
 ])
