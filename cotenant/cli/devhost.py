@@ -7,17 +7,13 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from azure.core.exceptions import AzureError
 from rich.console import Console
 
-from cotenant.devhost.appsettings import resolve
-from cotenant.devhost.loader import AppLoadError
-from cotenant.devhost.routes import RouteError
-from cotenant.devhost.server import DevHost
-from cotenant.devhost.settings import SettingsError
-from cotenant.devhost.store import TableStore
+if TYPE_CHECKING:
+    from cotenant.devhost.server import DevHost
 
 
 def register(root: typer.Typer) -> None:
@@ -42,6 +38,14 @@ def devhost_command(
                                      help="Do not run queue and timer triggers."),
 ) -> None:
     """Run the app's HTTP, queue and timer triggers and its Durable orchestrations."""
+    # The host (aiohttp, the Durable SDK, the Azure SDKs) loads only for this command.
+    from azure.core.exceptions import AzureError
+
+    from cotenant.devhost.loader import AppLoadError
+    from cotenant.devhost.routes import RouteError
+    from cotenant.devhost.server import DevHost
+    from cotenant.devhost.settings import SettingsError
+
     if storage not in ("auto", "table", "memory"):
         _fail("--storage must be auto, table or memory")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s")
@@ -74,6 +78,9 @@ async def _serve(host: DevHost, console: Console) -> None:
 
 def _print_functions(host: DevHost, console: Console) -> None:
     """List the functions the way ``func start`` does: one line each, HTTP ones with URLs."""
+    from cotenant.devhost.appsettings import resolve
+    from cotenant.devhost.store import TableStore
+
     assert host.index is not None and host.config is not None
     prefix = f"/{host.config.route_prefix}" if host.config.route_prefix else ""
     console.print(f"[bold]Functions in {host.index.app_path.name}:[/bold]")

@@ -17,13 +17,22 @@ from cotenant.lab.endpoints import ENDPOINTS_FILE, LabEndpoints
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: a process this one did not start (the lab,
+    the devhost or an app started by an earlier command) is reaped by init, which may take
+    seconds — waiting for that made every stop take 2-3 s."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+        return False
+    except (OSError, IndexError):  # no procfs: assume it runs
+        return True
 
 
 def port_free(port: int) -> bool:
