@@ -317,17 +317,17 @@ class ResourceManager:
                                          operator_role=None)
         url = vault_url(vault.name)
         disk_key = p["diskKeyName"]
+        request = {"kty": "RSA-HSM", "key_size": 2048, "attributes": {"exportable": True},
+                   "release_policy": {"data": b64url_encode(json.dumps(
+                       p["diskKeyReleasePolicy"]).encode()), "immutable": False}}
+        # Its RSA key is taken before the state's lock (an empty stock makes one on the spot).
+        material = None if disk_key in vault.keys else kv.rsa_material(request)
         with self.store.edit():
             vault.network = {"allowedIpRanges": p["allowedIpRanges"],
                              "vmSubnet": p["vmSubnetName"], "defaultAction": "Deny"}
             if disk_key not in vault.keys:
-                version = kv.new_version({"kty": "RSA-HSM", "key_size": 2048,
-                                          "attributes": {"exportable": True},
-                                          "release_policy": {
-                                              "data": b64url_encode(json.dumps(
-                                                  p["diskKeyReleasePolicy"]).encode()),
-                                              "immutable": False}})
-                vault.keys[disk_key] = Key(name=disk_key, versions=[version])
+                vault.keys[disk_key] = Key(name=disk_key, versions=[
+                    kv.new_version(request, material=material)])
         des = self.identity.create(f"{p['desName']}-identity", rg)
         key_scope = f"{url}/keys/{disk_key}"
         self._grant(des.principal_id, key_scope, "Key Vault Crypto Service Encryption User")

@@ -52,6 +52,7 @@ class _Call:
         self.vault, self.caller, self.segments = vault, caller, segments
         self.method, self.body, self.api_version = method, body, api_version
         self.url = vault_url(vault.name)
+        self.material: str | None = None  # a new RSA version's key, drawn before the lock
 
     @property
     def principal(self) -> str:
@@ -149,8 +150,23 @@ class VaultService:
         fetches the issuer's keys over HTTP from this same process, so it must not)."""
         if call.segments[-1:] == ["release"]:
             return self._route(call)
+        call.material = self._new_key_material(call)
         with self.store.lock:
             return self._route(call)
+
+    def _new_key_material(self, call: _Call) -> str | None:
+        """For an authorized create or rotate of an RSA key: its new key, taken from the
+        stock before the state's lock (an empty stock makes one: every vault and deployment
+        would wait for it). The route checks everything again under the lock."""
+        seg = call.segments
+        if call.method != "POST" or len(seg) != 3 or seg[0] != "keys" \
+                or seg[2] not in ("create", "rotate"):
+            return None
+        self._authorize(call, seg[1], seg[2])
+        if seg[2] == "create":
+            return kv.rsa_material(call.body)
+        key = call.vault.keys.get(seg[1])
+        return kv.rsa_material({}, inherit=key.latest) if key is not None else None
 
     def _route(self, call: _Call) -> tuple[int, Any]:
         seg, method = call.segments, call.method
@@ -205,7 +221,7 @@ class VaultService:
                                 "recoverable state, and its name cannot be reused; in this "
                                 "state, the key can only be recovered or purged.")
             key = call.vault.keys.get(name)
-            version = kv.new_version(call.body)
+            version = kv.new_version(call.body, material=call.material)
             if key is None:
                 key = call.vault.keys[name] = Key(name=name)
             key.versions.append(version)
@@ -215,7 +231,7 @@ class VaultService:
         self._authorize(call, name, "rotate")
         with self.store.edit():
             key = self._key(call, name)
-            version = kv.new_version({}, inherit=key.latest)
+            version = kv.new_version({}, inherit=key.latest, material=call.material)
             key.versions.append(version)
         return 200, kv.bundle(call.vault, call.url, key, version)
 
