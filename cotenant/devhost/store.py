@@ -14,10 +14,11 @@ Table layout (one table per task hub, ``<hub>History``): partition = instance id
 Most commits are one entity write (the instance row with the grown tail): an episode's new
 events and its consumed inbox keys land atomically without an entity-group transaction,
 whose multipart encoding costs the SDK several times a single write. When the instance row
-would grow past a bound, and when the instance ends, the commit flushes: one transaction on
-the partition writes the tail as a history segment, deletes the consumed inbox rows and
-writes the instance row with an empty tail — the instance row still last, so history past
-the instance row's ``TailStart`` is ignored on load, as are inbox rows listed in ``C``.
+would grow past a bound, and when an instance ends with consumed inbox rows still to delete,
+the commit flushes: one transaction on the partition writes the tail as a history segment,
+deletes the consumed inbox rows and writes the instance row with an empty tail — the
+instance row still last, so history past the instance row's ``TailStart`` is ignored on
+load, as are inbox rows listed in ``C``.
 """
 
 from __future__ import annotations
@@ -289,8 +290,9 @@ class TableStore:
                                          for e in new_events],
                           tail.consumed + list(consumed))
             document = record.to_json()
-            if reset_from is None and record.runtime_status not in TERMINAL \
-                    and grown.chars <= _TAIL_CHARS and len(grown.consumed) <= _TAIL_KEYS:
+            ended = record.runtime_status in TERMINAL
+            if reset_from is None and grown.chars <= _TAIL_CHARS \
+                    and len(grown.consumed) <= (0 if ended else _TAIL_KEYS):
                 await self._client.upsert_entity(self._instance_row(record, document, grown),
                                                  mode=UpdateMode.REPLACE)
                 self._tails[pk] = grown

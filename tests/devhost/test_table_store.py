@@ -107,6 +107,27 @@ def test_consumed_inbox_events_are_not_delivered_again(azurite: Azurite) -> None
     _run(azurite, body)
 
 
+def test_an_instance_that_ends_with_nothing_to_delete_keeps_its_tail(
+        azurite: Azurite) -> None:
+    """Ending is one more entity write when no inbox row waits for deletion (a deployment
+    monitor's last commit): the history stays in the instance row and loads whole."""
+
+    async def body(hub: str) -> None:
+        writer = await _open(azurite.connection_string, hub)
+        await writer.commit(_record("i6", 1), [_event(0)], [])
+        await writer.commit(_record("i6", 3, status="Completed"), [_event(1), _event(2)], [])
+        rows = await _rows(writer, "i6")
+        assert list(rows) == [INSTANCE_ROW] and "T0" in rows[INSTANCE_ROW]
+        reader = await _open(azurite.connection_string, hub)
+        loaded = await reader.load("i6")
+        assert loaded is not None and loaded.record.runtime_status == "Completed"
+        assert loaded.history == [_event(0), _event(1), _event(2)]
+        await writer.close()
+        await reader.close()
+
+    _run(azurite, body)
+
+
 def test_a_shorter_document_leaves_no_stale_chunks(azurite: Azurite) -> None:
     """The instance row is replaced, not merged: a custom status that shrinks below a
     chunk boundary must not keep the old second chunk."""
