@@ -262,7 +262,7 @@ class Plan(_Frozen):
         return self.model_dump(mode="json", include={
             "tenant": True, "resource_group": True, "debug": True,
             "critical_path_seconds": True, "sequential_seconds": True,
-            "phases": {"__all__": {"name", "depends_on", "module"}},
+            "phases": {"__all__": {"name", "depends_on", "module", "estimate_seconds"}},
             "parties": {"__all__": {"party", "vm_name", "app_key_name", "can_release"}}})
 
 

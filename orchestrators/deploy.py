@@ -12,6 +12,7 @@ release attempts meet the final grants.
 from __future__ import annotations
 
 from collections.abc import Generator
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import azure.durable_functions as df
@@ -31,15 +32,21 @@ from orchestrators.monitor import monitor
 PARTY_CHAIN = ("cvm", "bootstrap", "attest", "verify")
 
 
-def schedule_graph(plan: dict[str, Any]) -> dict[str, list[str]]:
-    """The plan's phases with each party's chain collapsed into one ``provision:<party>``
-    node, whose dependencies also include the grants of every key the party may release."""
-    graph: dict[str, list[str]] = {}
+def _collapsed(plan: dict[str, Any]) -> dict[str, str]:
+    """Phase name → its node, for the phases of a party's chain (``provision:<party>``)."""
     collapsed: dict[str, str] = {}
     for phase in plan["phases"]:
         kind, _, party = phase["name"].partition(":")
         if kind in PARTY_CHAIN and party:
             collapsed[phase["name"]] = f"provision:{party}"
+    return collapsed
+
+
+def schedule_graph(plan: dict[str, Any]) -> dict[str, list[str]]:
+    """The plan's phases with each party's chain collapsed into one ``provision:<party>``
+    node, whose dependencies also include the grants of every key the party may release."""
+    graph: dict[str, list[str]] = {}
+    collapsed = _collapsed(plan)
     for phase in plan["phases"]:
         node = collapsed.get(phase["name"], phase["name"])
         deps = graph.setdefault(node, [])
@@ -52,6 +59,31 @@ def schedule_graph(plan: dict[str, Any]) -> dict[str, list[str]]:
         graph[node] += [f"grants:{o}" for o in party["can_release"]
                         if f"grants:{o}" not in graph[node]]
     return graph
+
+
+def remaining_path(plan: dict[str, Any], graph: dict[str, list[str]]) -> dict[str, float]:
+    """Each node's longest path to the end of the deployment (estimated seconds, its own
+    included). Nodes that become ready together start longest-path first, so the critical
+    path's steps (the network, then the gateway) are dispatched ahead of the steps beside it
+    that became ready with them (ten parties' data storage, say)."""
+    cost: dict[str, float] = {}
+    node_of = _collapsed(plan)
+    for phase in plan["phases"]:
+        node = node_of.get(phase["name"], phase["name"])
+        cost[node] = cost.get(node, 0.0) + float(phase.get("estimate_seconds") or 0.0)
+    successors: dict[str, list[str]] = {node: [] for node in graph}
+    for node, deps in graph.items():
+        for dep in deps:
+            successors.setdefault(dep, []).append(node)
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError:
+        raise StepFailed("the phase graph has a cycle") from None
+    remaining: dict[str, float] = {}
+    for node in reversed(order):  # every successor first
+        remaining[node] = cost.get(node, 0.0) + max(
+            (remaining[s] for s in successors.get(node, [])), default=0.0)
+    return remaining
 
 
 def _phase_task(context: df.DurableOrchestrationContext, node: str, plan: dict[str, Any],
@@ -102,9 +134,11 @@ def run_graph(context: df.DurableOrchestrationContext, graph: dict[str, list[str
     results: dict[str, Any] = {}
     running: dict[str, df.Task] = {}
     done: set[str] = set()
+    remaining = remaining_path(plan, graph)
     while len(done) < len(graph):
-        ready = [n for n, deps in graph.items()
-                 if n not in done and n not in running and all(d in done for d in deps)]
+        ready = sorted((n for n, deps in graph.items()
+                        if n not in done and n not in running and all(d in done for d in deps)),
+                       key=lambda n: -remaining[n])
         for node in ready:
             running[node] = _phase_task(context, node, plan, spec, timing, retry, results)
         if ready:

@@ -122,15 +122,51 @@ def test_steps_carry_the_spec_and_activities_rebuild_the_same_plan():
     assert len(json.dumps(given)) * 5 < len(json.dumps(doc))
 
 
+def test_ready_steps_start_longest_remaining_path_first():
+    """When the network ends, the gateway (480 s to go, the critical path) must be dispatched
+    before the ten parties' data storage (30 s each) that became ready with it."""
+    from orchestrators.deploy import remaining_path
+
+    doc = plan("ten-party.yaml")
+    graph = schedule_graph(doc)
+    remaining = remaining_path(doc, graph)
+    estimate = {p["name"]: p["estimate_seconds"] for p in doc["phases"]}
+    assert remaining["finalize"] == estimate["finalize"]
+    assert remaining["gateway"] == estimate["gateway"] + estimate["finalize"]
+    assert remaining["resource-group"] == doc["critical_path_seconds"]
+    chain = sum(estimate[f"{k}:contoso"] for k in ("cvm", "bootstrap", "attest", "verify"))
+    assert remaining["provision:contoso"] == chain + estimate["finalize"]
+    after_network = [n for n, deps in graph.items() if "network" in deps]
+    assert {"gateway", "data:contoso", "provision:contoso"} <= set(after_network)
+    order = sorted(after_network, key=lambda n: -remaining[n])
+    assert order[0] == "gateway"
+    assert all(n.startswith("data:") for n in order[-10:])  # 30 s to go: last
+
+
+def test_a_cyclic_phase_graph_is_refused():
+    import pytest
+
+    from orchestrators.common import StepFailed
+    from orchestrators.deploy import remaining_path
+
+    doc = plan()
+    graph = schedule_graph(doc)
+    graph["network"] = [*graph["network"], "gateway"]
+    with pytest.raises(StepFailed, match="cycle"):
+        remaining_path(doc, graph)
+
+
 def test_the_plan_outline_schedules_exactly_like_the_plan():
     """deploy_tenant keeps only the outline of the plan in its history (replayed every
-    episode): it must yield the same graph and party inputs as the full plan."""
-    from orchestrators.deploy import party_input
+    episode): it must yield the same graph, priorities and party inputs as the full plan."""
+    from orchestrators.deploy import party_input, remaining_path
 
     spec = yaml.safe_load((REPO / "examples" / "ten-party.yaml").read_text())
     full = build_plan(parse_spec(spec))
     doc, outline = full.model_dump(mode="json"), full.outline()
     assert schedule_graph(outline) == schedule_graph(doc)
+    assert remaining_path(outline, schedule_graph(outline)) == \
+        remaining_path(doc, schedule_graph(doc))
     for party in full.parties:
         assert party_input(outline, spec, party.party, {}) == \
             party_input(doc, spec, party.party, {})
