@@ -264,6 +264,16 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise TokenError(f"token is invalid: {type(exc).__name__}", code="malformed") from None
 
+    def prefetch(self) -> None:
+        """Fetch the signing keys of every allowed issuer not fetched yet, now (otherwise the
+        first token of each fetches them while every verification waits on the cache's lock).
+        Raises ``TokenError`` like a verification that cannot fetch them."""
+        for issuer in self._issuers:
+            with self._lock:
+                if issuer not in self._keys:
+                    self._keys[issuer] = self._fetch_keys(issuer)
+                    self._fetched_at[issuer] = time.monotonic()
+
     def _key_for(self, issuer: str, kid: Any) -> rsa.RSAPublicKey:
         if not isinstance(kid, str) or not kid:
             raise TokenError("token header has no kid", code="unknown_kid")

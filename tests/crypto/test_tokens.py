@@ -99,6 +99,18 @@ def test_keys_are_cached(maa: MaaServer, pki: Pki) -> None:
     assert maa.hits["jwks"] == before + 1
 
 
+def test_prefetch_fetches_the_keys_once_ahead_of_the_first_token(maa: MaaServer) -> None:
+    verifier = TokenVerifier([maa.issuer], verify=maa.ca_bundle)
+    before = maa.hits["jwks"]
+    verifier.prefetch()
+    verifier.prefetch()
+    assert maa.hits["jwks"] == before + 1
+    assert verifier.verify(maa.token(GUEST)).is_compliant_cvm  # still fully verified
+    forged = maa.token(GUEST, key=rsa_key(2048, slot=7))  # kid k1, another key
+    assert _reject(verifier, forged).code == "bad_signature"
+    assert maa.hits["jwks"] == before + 1
+
+
 def test_unknown_kid_refreshes_once_then_fails(maa: MaaServer, verifier: TokenVerifier) -> None:
     verifier.verify(maa.token(GUEST))
     before = maa.hits["jwks"]

@@ -40,6 +40,7 @@ class Releaser:
     def __init__(self, ca_bundle: str) -> None:
         self.ca_bundle = ca_bundle
         self._verifiers: dict[tuple[str, ...], TokenVerifier] = {}
+        self._prefetching: set[tuple[str, ...]] = set()
         self._lock = threading.Lock()
 
     def _verifier(self, authorities: list[str]) -> TokenVerifier:
@@ -48,6 +49,30 @@ class Releaser:
             if key not in self._verifiers:
                 self._verifiers[key] = TokenVerifier(key, verify=self.ca_bundle)
             return self._verifiers[key]
+
+    def prepare(self, release_policy: str) -> None:
+        """Fetch, in the background, the signing keys of the authorities ``release_policy``
+        (a key's, base64url) names: when the key is made, long before its first release —
+        which would otherwise fetch them, through this busy lab, while every release of those
+        authorities waits (seconds when ten agents release at once)."""
+        try:
+            authorities = parse_policy(release_policy).authorities
+        except PolicyError:
+            return
+        key = tuple(sorted(set(authorities)))
+        with self._lock:
+            if key in self._prefetching:
+                return
+            self._prefetching.add(key)
+        threading.Thread(target=self._prefetch, args=(key,), name="lab-jwks-prefetch",
+                         daemon=True).start()
+
+    def _prefetch(self, key: tuple[str, ...]) -> None:
+        try:
+            self._verifier(list(key)).prefetch()
+        except TokenError:  # the first release fetches them (and says why it cannot)
+            with self._lock:
+                self._prefetching.discard(key)
 
     def release(self, vault: Vault, vault_url: str, key: Key, version: KeyVersion,
                 body: dict[str, Any], *, requested_version: str | None,

@@ -225,6 +225,8 @@ class VaultService:
             if key is None:
                 key = call.vault.keys[name] = Key(name=name)
             key.versions.append(version)
+        if version.release_policy is not None:
+            self.releaser.prepare(version.release_policy.data)
         return 200, kv.bundle(call.vault, call.url, key, version)
 
     def _rotate(self, call: _Call, name: str) -> tuple[int, Any]:
