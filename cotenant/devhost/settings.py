@@ -103,6 +103,28 @@ class HostConfig:
         return resolve_connection(raw)
 
 
+HOST_OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
+
+
+def with_host_overrides(host: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """host.json with the app settings ``AzureFunctionsJobHost__<path>`` applied, as the
+    Functions host does: ``__`` separates the levels and keys match case-insensitively
+    (``AzureFunctionsJobHost__extensions__queues__maxPollingInterval`` = ``00:00:00.100``)."""
+    merged = json.loads(json.dumps(host))
+    for key, value in sorted(values.items()):
+        if not key.lower().startswith(HOST_OVERRIDE_PREFIX.lower()):
+            continue
+        *parents, leaf = key[len(HOST_OVERRIDE_PREFIX):].split("__")
+        node = merged
+        for part in parents:
+            name = next((k for k in node if k.lower() == part.lower()), part)
+            if not isinstance(node.get(name), dict):
+                node[name] = {}
+            node = node[name]
+        node[next((k for k in node if k.lower() == leaf.lower()), leaf)] = value
+    return merged
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -155,6 +177,7 @@ def load_config(app_path: str | Path, *, overrides: dict[str, str] | None = None
         if key not in values and key in os.environ:
             values[key] = os.environ[key]
     values.update(overrides or {})
+    host = with_host_overrides(host, values)
     ext = host.get("extensions") or {}
     http = ext.get("http") or {}
     durable = ext.get("durableTask") or {}

@@ -64,6 +64,27 @@ def test_host_json_options(tmp_path: Path) -> None:
     assert config.queues.visibility_timeout == 30 and not config.queues.base64
 
 
+def test_app_settings_override_host_json(tmp_path: Path) -> None:
+    """``AzureFunctionsJobHost__<path>`` settings override host.json, case-insensitively,
+    as on Azure; invalid overrides are refused like invalid host.json values."""
+    app = _app(tmp_path, {"version": "2.0", "extensions": {
+        "queues": {"maxPollingInterval": "00:00:02", "batchSize": 16},
+        "durableTask": {"maxConcurrentActivityFunctions": 8}}},
+        {"DEVHOST_MASTER_KEY": "m" * 40,
+         "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.100"})
+    config = load_config(app, overrides={
+        "AZUREFUNCTIONSJOBHOST__Extensions__DurableTask__MaxConcurrentActivityFunctions": "32",
+        "AzureFunctionsJobHost__extensions__http__routePrefix": "v1"})
+    assert config.queues.max_polling_interval == pytest.approx(0.1)
+    assert config.queues.batch_size == 16  # untouched
+    assert config.max_concurrent_activities == 32
+    assert config.route_prefix == "v1"  # a section host.json did not have
+    with pytest.raises(SettingsError, match="maxConcurrentActivityFunctions"):
+        load_config(app, overrides={
+            "AzureFunctionsJobHost__extensions__durableTask__maxConcurrentActivityFunctions":
+                "0"})
+
+
 @pytest.mark.parametrize("host", [
     {"extensions": {"durableTask": {"hubName": "bad-name"}}},
     {"extensions": {"durableTask": {"maxConcurrentActivityFunctions": 0}}},
