@@ -28,7 +28,7 @@ from cotenant.lab.client import LabClient
 from cotenant.plan import Plan, build_plan
 from guest_agent.config import load_config
 from workloads.analytics.deploy import DataLocation, app_config_for, data_location, publish_sealed
-from workloads.analytics.launch import LaunchedApp, launch_app, stop_apps
+from workloads.analytics.launch import LaunchedApp, start_app, stop_apps, wait_ready
 from workloads.analytics.summary import fetch_report, render_report
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -102,16 +102,22 @@ def start_demo(
     with _environ(env):
         blob_url = _blob_endpoint(connection_string)
         locations = publish_owner_data(plan, blob_url, connection_string, data_dir)
-    apps = {}
-    for party in plan.parties:
-        config = app_config_for(
-            plan, party.party, data=locations, state_dir=root / party.party / "state",
-            agent_url=agent_url(lab, party.vm_name), ca_bundle=Path(env["REQUESTS_CA_BUNDLE"]),
-            reference_date=reference_date,
-        )
-        apps[party.party] = launch_app(config, root / party.party, env=env,
-                                       workers=(workers or {}).get(party.party, 2))
-    return apps
+    started = {}
+    try:  # every app starts at once (each takes ~2 s to import and bind), then all answer
+        for party in plan.parties:
+            config = app_config_for(
+                plan, party.party, data=locations, state_dir=root / party.party / "state",
+                agent_url=agent_url(lab, party.vm_name),
+                ca_bundle=Path(env["REQUESTS_CA_BUNDLE"]), reference_date=reference_date,
+            )
+            started[party.party] = start_app(config, root / party.party, env=env,
+                                             workers=(workers or {}).get(party.party, 2))
+        for app, process in started.values():
+            wait_ready(app, process)
+    except BaseException:
+        stop_apps(root)
+        raise
+    return {party: app for party, (app, _) in started.items()}
 
 
 def _blob_endpoint(connection_string: str) -> str:

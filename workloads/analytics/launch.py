@@ -2,7 +2,8 @@
 
 ``launch_app`` writes the app's config (owner-only), starts ``python -m workloads.analytics``
 in its own process group on a loopback port, waits until it answers and records its pid in
-``<directory>/app.pid``; ``stop_apps`` stops every app recorded under a folder. In Azure the
+``<directory>/app.pid`` (``start_app`` + ``wait_ready``: several apps can start at once);
+``stop_apps`` stops every app recorded under a folder. In Azure the
 CVM's service manager runs the same command (``deploy.APP_COMMAND``) instead.
 """
 
@@ -59,7 +60,22 @@ def launch_app(
     env: Mapping[str, str] | None = None,
     timeout: float = 90.0,
 ) -> LaunchedApp:
-    """Start the app for ``config`` (its state dir should be under ``directory``)."""
+    """Start the app for ``config`` (its state dir should be under ``directory``) and wait
+    until it answers."""
+    app, process = start_app(config, directory, port=port, workers=workers, env=env)
+    wait_ready(app, process, timeout)
+    return app
+
+
+def start_app(
+    config: AppConfig,
+    directory: Path,
+    *,
+    port: int = 0,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+) -> tuple[LaunchedApp, subprocess.Popen[bytes]]:
+    """Start the app for ``config`` without waiting for it (see :func:`wait_ready`)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     config_path = directory / "app.toml"
@@ -78,21 +94,29 @@ def launch_app(
         )
     app = LaunchedApp(config.party, f"http://127.0.0.1:{port}", process.pid, directory)
     (directory / PID_FILE).write_text(str(process.pid), encoding="ascii")
+    return app, process
+
+
+def wait_ready(app: LaunchedApp, process: subprocess.Popen[bytes],
+               timeout: float = 90.0) -> None:
+    """Wait until ``app`` answers; stop it and raise :class:`LaunchError` if it exits or
+    does not answer within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            (directory / PID_FILE).unlink(missing_ok=True)
-            raise LaunchError(f"the {config.party} app exited; see {app.log}")
-        try:
-            with httpx.Client(trust_env=False, timeout=1) as client:
+    with httpx.Client(trust_env=False, timeout=1) as client:
+        while True:
+            if process.poll() is not None:
+                (app.directory / PID_FILE).unlink(missing_ok=True)
+                raise LaunchError(f"the {app.party} app exited; see {app.log}")
+            try:
                 if client.get(f"{app.url}/api/info").status_code == 200:
-                    return app
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            stop_app(app)
-            raise LaunchError(f"the {config.party} app did not answer in time; see {app.log}")
-        time.sleep(0.2)
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                stop_app(app)
+                raise LaunchError(f"the {app.party} app did not answer in time; see "
+                                  f"{app.log}")
+            time.sleep(0.1)
 
 
 def stop_app(app: LaunchedApp) -> None:
