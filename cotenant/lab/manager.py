@@ -58,7 +58,7 @@ from cotenant.lab.vault import keys as kv
 from cotenant.lab.vault.rbac import group_scope, role_name
 from cotenant.lab.vault.service import VaultService, vault_url
 from cotenant.lab.vms import VmSupervisor
-from cotenant.plan import ESTIMATES
+from cotenant.plan import DISK_KEY_SIZE, ESTIMATES
 
 DEFAULT_LATENCY_SCALE = 0.01
 # The address the network module reports as the tenant's egress (a public-looking constant).
@@ -317,7 +317,8 @@ class ResourceManager:
                                          operator_role=None)
         url = vault_url(vault.name)
         disk_key = p["diskKeyName"]
-        request = {"kty": "RSA-HSM", "key_size": 2048, "attributes": {"exportable": True},
+        # As party.bicep: RSA-HSM of the plan's disk-key size (3072; was 2048 here).
+        request = {"kty": "RSA-HSM", "key_size": DISK_KEY_SIZE, "attributes": {"exportable": True},
                    "release_policy": {"data": b64url_encode(json.dumps(
                        p["diskKeyReleasePolicy"]).encode()), "immutable": False}}
         # Its RSA key is taken before the state's lock (an empty stock makes one on the spot).

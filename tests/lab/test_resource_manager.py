@@ -98,6 +98,9 @@ def test_three_party_tenant_deploys(lab_env: RunningLab) -> None:
         grantee = principal_ids[grant.grantee]
         assert any(a["scope"] == scope and a["principal_id"] == grantee and
                    a["role"] == grant.role for a in assignments), grant
+    # each party's disk key is what party.bicep makes: RSA-HSM of the plan's size
+    disk = KeyClient(parties[first.party]["vaultUri"], officer).get_key(first.disk_key_name)
+    assert disk.key_type == "RSA-HSM" and len(disk.key.n) * 8 == first.disk_key_size
     # the CVM's identity can release its own key with its own attestation token
     token = client.vm_token(first.vm_name)
     vault = parties[first.party]["vaultUri"]
