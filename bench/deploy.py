@@ -11,7 +11,7 @@ scenarios it prints, from the same run:
 - the sequential sum of the phases (what the old, sequential script does) × scale;
 - makespan / critical path (target ≤ 1.15) and sequential / makespan (speed-up).
 
-Run: ``python bench/deploy.py [--scale 0.01]`` (about two minutes on a 2-core machine at the
+Run: ``python bench/deploy.py [--scale 0.01]`` (about 30 s on a 2-core machine at the
 default scale; a larger scale shows how the fixed per-VM and per-step costs amortise).
 """
 
