@@ -337,7 +337,7 @@ class Engine:
             del self._loading[iid]
 
     def _replay_leaves(self, live: Live) -> list[dict[str, Any]]:
-        state, _ = self._invoke(live, live.history)
+        state, _ = self._invoke(live, [])
         return flatten(state.get("actions", []))
 
     async def _resume(self, live: Live) -> None:
@@ -505,21 +505,26 @@ class Engine:
         live.eng["last_started"] = h.iso(now)
         return now
 
-    def _invoke(self, live: Live, history: list[dict[str, Any]]) -> tuple[dict[str, Any],
-                                                                        str | None]:
-        """Call the SDK's orchestrator wrapper; returns (state, error message or None)."""
+    def _invoke(self, live: Live, new_events: list[dict[str, Any]]) -> tuple[dict[str, Any],
+                                                                           str | None]:
+        """Call the SDK's orchestrator wrapper on the committed history plus ``new_events``;
+        returns (state, error message or None)."""
         fn = self.index.get(live.record.name, "orchestrationTrigger")
         if fn is None:
             return {}, f"The orchestrator function '{live.record.name}' no longer exists"
+        length = len(live.history) + len(new_events)
         rest = json.dumps({
             "input": live.record.input,
-            "instanceId": live.record.instance_id, "isReplaying": len(history) > 2,
+            "instanceId": live.record.instance_id, "isReplaying": length > 2,
             "parentInstanceId": live.record.parent_instance_id,
             "upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
         })
-        context = '{"history":[' + ",".join(self._encoded(live, history)) + "]," + rest[1:]
+        # A committed event no longer changes: it is encoded once, not on every replay.
+        live.encoded.extend(json.dumps(e) for e in live.history[len(live.encoded):])
+        events = live.encoded + [json.dumps(e) for e in new_events]
+        context = '{"history":[' + ",".join(events) + "]," + rest[1:]
         self.stats.episodes += 1
-        self.stats.replayed_events += len(history)
+        self.stats.replayed_events += length
         started = time.perf_counter()
         try:
             return json.loads(fn.code(context)), None
@@ -532,21 +537,9 @@ class Engine:
         finally:
             elapsed = time.perf_counter() - started
             self.stats.replay_seconds += elapsed
-            sample = elapsed / max(len(history), 1)
+            sample = elapsed / max(length, 1)
             self._seconds_per_event = sample if not self._seconds_per_event else \
                 0.8 * self._seconds_per_event + 0.2 * sample
-
-    @staticmethod
-    def _encoded(live: Live, history: list[dict[str, Any]]) -> list[str]:
-        """Each event of ``history`` as JSON: a committed event (it no longer changes) is
-        encoded once, not on every replay of a long history."""
-        committed = len(live.history)
-        if len(history) < committed or history[committed - 1:committed] != \
-                live.history[committed - 1:]:
-            return [json.dumps(e) for e in history]
-        cache = live.encoded
-        cache.extend(json.dumps(e) for e in live.history[len(cache):])
-        return cache + [json.dumps(e) for e in history[committed:]]
 
     async def _episode(self, live: Live, batch: list[tuple[str | None, dict[str, Any]]]) -> bool:
         """Run one episode; returns True when the instance reached a terminal state."""
@@ -569,7 +562,7 @@ class Engine:
         if rec.runtime_status == "Pending":
             rec.runtime_status = "Running"
         new_events = [h.orchestrator_started(now), *incoming]
-        state, error = self._invoke(live, live.history + new_events)
+        state, error = self._invoke(live, new_events)
         leaves = flatten(state.get("actions", []))
         if error is None:
             error = find_divergence(live.leaves, leaves) or self._unsupported(leaves)

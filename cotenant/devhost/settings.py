@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -110,7 +111,7 @@ def with_host_overrides(host: dict[str, Any], values: dict[str, str]) -> dict[st
     """host.json with the app settings ``AzureFunctionsJobHost__<path>`` applied, as the
     Functions host does: ``__`` separates the levels and keys match case-insensitively
     (``AzureFunctionsJobHost__extensions__queues__maxPollingInterval`` = ``00:00:00.100``)."""
-    merged = json.loads(json.dumps(host))
+    merged = copy.deepcopy(host)
     for key, value in sorted(values.items()):
         if not key.lower().startswith(HOST_OVERRIDE_PREFIX.lower()):
             continue

@@ -148,7 +148,9 @@ class VmSupervisor:
         return self._processes[name].pid if self.agent_running(name) else None
 
     def stop(self, name: str, *, mark: bool = False) -> None:
-        _terminate([p for p in [self._processes.pop(name, None)] if p is not None])
+        process = self._processes.pop(name, None)
+        if process is not None:
+            _terminate([process])
         if mark:
             with self.store.edit() as state:
                 if name in state.vms:

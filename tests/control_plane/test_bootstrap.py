@@ -141,12 +141,16 @@ def test_the_downloaded_files_must_match_the_shipped_ones(script, tmp_path, name
     assert set(install_file_hashes()) == set(INSTALL_FILES)
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_the_rendered_script_passes_shellcheck(script, tmp_path):
+def _shellcheck(script: str, tmp_path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "bootstrap-script.sh"
     path.write_text(script)
-    result = subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True,
-                            text=True, timeout=60, check=False)
+    return subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_the_rendered_script_passes_shellcheck(script, tmp_path):
+    result = _shellcheck(script, tmp_path)
     assert result.returncode == 0, result.stdout
 
 
@@ -306,10 +310,7 @@ def test_bootstrap_sh_installs_and_starts_the_app_as_its_own_user(app_script, tm
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_the_rendered_script_with_the_app_passes_shellcheck(app_script, tmp_path):
-    path = tmp_path / "bootstrap-script.sh"
-    path.write_text(app_script)
-    result = subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = _shellcheck(app_script, tmp_path)
     assert result.returncode == 0, result.stdout
 
 
