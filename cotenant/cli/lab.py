@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 from pathlib import Path
@@ -11,17 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cotenant.azurite import Azurite, AzuriteError, start_azurite
+from cotenant.azurite import AzuriteError
 from cotenant.lab.claims import VM_KINDS
 from cotenant.lab.client import LabClient, LabError
-from cotenant.lab.supervisor import (
-    LabStartError,
-    RunningLab,
-    pid_alive,
-    port_free,
-    running_client,
-    stop_process_group,
-)
+from cotenant.lab.supervisor import LabStartError, running_client, start_lab, stop_lab
 
 app = typer.Typer(help="The lab: an embedded, offline Azure (attestation, Key Vault, "
                   "identities, resource manager, simulated CVMs).", no_args_is_help=True)
@@ -33,7 +25,6 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(vm_app, name="vm")
 
 DirOption = typer.Option(Path(".lab"), "--dir", help="Lab directory (state, CA, logs).")
-_AZURITE_FILE = "azurite.json"
 console = Console()
 
 
@@ -63,25 +54,6 @@ def serve(
         azurite_connection_string=azurite_connection_string)
 
 
-def _start_azurite(directory: Path) -> Azurite:
-    record = directory / _AZURITE_FILE
-    ports: dict[str, int] = {}
-    if record.exists():
-        saved = json.loads(record.read_text())
-        if pid_alive(saved["pid"]):
-            return Azurite(location=Path(saved["location"]), blob_port=saved["blob_port"],
-                           queue_port=saved["queue_port"], table_port=saved["table_port"])
-        ports = {k: saved[k] for k in ("blob_port", "queue_port", "table_port")
-                 if port_free(saved[k])}
-    azurite = start_azurite(directory / "azurite", **ports)
-    assert azurite.process is not None
-    record.write_text(json.dumps({
-        "pid": azurite.process.pid, "location": str(azurite.location),
-        "blob_port": azurite.blob_port, "queue_port": azurite.queue_port,
-        "table_port": azurite.table_port}))
-    return azurite
-
-
 @app.command()
 def up(
     directory: Path = DirOption,
@@ -91,17 +63,11 @@ def up(
 ) -> None:
     """Start Azurite and the lab in the background, wait until healthy, print endpoints."""
     directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    client = running_client(directory)
-    if client is None:
-        try:
-            storage = _start_azurite(directory) if azurite else None
-            RunningLab(directory, latency_scale=latency_scale, authority=authority,
-                       azurite_connection_string=storage.connection_string if storage else None
-                       ).start()
-        except (AzuriteError, LabStartError) as exc:
-            raise _fail(str(exc)) from None
-        client = _client(directory)
+    try:
+        client = start_lab(directory, latency_scale=latency_scale, authority=authority,
+                           azurite=azurite)
+    except (AzuriteError, LabStartError) as exc:
+        raise _fail(str(exc)) from None
     table = Table(title=f"lab in {directory}", show_header=False)
     env = client.environ()
     for label, value in (
@@ -122,15 +88,7 @@ def up(
 @app.command()
 def down(directory: Path = DirOption) -> None:
     """Stop the lab (and the VMs and Azurite it started)."""
-    directory = directory.resolve()
-    client = running_client(directory)
-    if client is not None:
-        stop_process_group(client.endpoints.pid)
-    record = directory / _AZURITE_FILE
-    if record.exists():  # kept: the next `up` reuses Azurite's ports
-        pid = json.loads(record.read_text())["pid"]
-        if pid_alive(pid):
-            stop_process_group(pid)
+    stop_lab(directory)
     typer.echo("lab stopped")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,9 +28,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cotenant.azurite import free_port
+from cotenant.azurite import AzuriteError, free_port
 from cotenant.lab.client import LabClient
-from cotenant.lab.supervisor import pid_alive, running_client, stop_process_group
+from cotenant.lab.supervisor import (
+    LabStartError,
+    pid_alive,
+    running_client,
+    stop_lab,
+    stop_process_group,
+)
+from cotenant.lab.supervisor import start_lab as start_lab_in
 
 console = Console()
 LAB_DIR = Path(".lab")
@@ -64,22 +72,16 @@ def register(root: typer.Typer) -> None:
 # ------------------------------------------------------------------------------ services
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cotenant.cli.main", *args],
-                          capture_output=True, text=True, timeout=180, check=False)
-
-
 def start_lab(latency_scale: float) -> LabClient:
     client = running_client(LAB_DIR.resolve())
     if client is not None:
         with contextlib.suppress(Exception):
             client.set_latency_scale(latency_scale)
         return client
-    done = _cli("lab", "up", "--dir", str(LAB_DIR), "--latency-scale", str(latency_scale))
-    client = running_client(LAB_DIR.resolve())
-    if done.returncode != 0 or client is None:
-        raise _fail(f"the lab did not start: {(done.stderr or done.stdout).strip()[-500:]}")
-    return client
+    try:
+        return start_lab_in(LAB_DIR, latency_scale=latency_scale)
+    except (AzuriteError, LabStartError) as exc:
+        raise _fail(f"the lab did not start: {exc}") from None
 
 
 def _devhost_state() -> dict[str, Any] | None:
@@ -282,11 +284,9 @@ def down(purge: bool = typer.Option(False, "--purge", help="Also delete the lab'
         apps.result()
     with contextlib.suppress(FileNotFoundError):
         STATE_FILE.unlink()
-    done = _cli("lab", "reset", "--dir", str(LAB_DIR), "--yes") if purge else \
-        _cli("lab", "down", "--dir", str(LAB_DIR))
-    if done.returncode != 0:
-        raise _fail((done.stderr or done.stdout).strip()[-500:])
+    stop_lab(LAB_DIR)
     if purge:
+        shutil.rmtree(LAB_DIR, ignore_errors=True)
         for path in (DEVHOST_DIR / "keys.json", DEVHOST_DIR / "devhost.log"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cotenant.azurite import Azurite, start_azurite
 from cotenant.lab.client import LabClient
 from cotenant.lab.endpoints import ENDPOINTS_FILE, LabEndpoints
 
@@ -161,3 +163,52 @@ class RunningLab:
                     os.environ[key] = value
 
 
+AZURITE_FILE = "azurite.json"  # the lab's Azurite (pid, ports), kept to reuse its ports
+
+
+def start_lab_azurite(directory: Path) -> Azurite:
+    """The lab's Azurite: the running one, else a new one (on its former ports if free)."""
+    record = directory / AZURITE_FILE
+    ports: dict[str, int] = {}
+    if record.exists():
+        saved = json.loads(record.read_text())
+        if pid_alive(saved["pid"]):
+            return Azurite(location=Path(saved["location"]), blob_port=saved["blob_port"],
+                           queue_port=saved["queue_port"], table_port=saved["table_port"])
+        ports = {k: saved[k] for k in ("blob_port", "queue_port", "table_port")
+                 if port_free(saved[k])}
+    azurite = start_azurite(directory / "azurite", **ports)
+    assert azurite.process is not None
+    record.write_text(json.dumps({
+        "pid": azurite.process.pid, "location": str(azurite.location),
+        "blob_port": azurite.blob_port, "queue_port": azurite.queue_port,
+        "table_port": azurite.table_port}))
+    return azurite
+
+
+def start_lab(directory: Path, *, latency_scale: float | None = None,
+              authority: str | None = None, azurite: bool = True) -> LabClient:
+    """The lab serving ``directory`` (started in the background with its Azurite unless it
+    runs). Raises ``AzuriteError`` or ``LabStartError``."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    client = running_client(directory)
+    if client is None:
+        storage = start_lab_azurite(directory) if azurite else None
+        client = RunningLab(directory, latency_scale=latency_scale, authority=authority,
+                            azurite_connection_string=storage.connection_string
+                            if storage else None).start().client
+    return client
+
+
+def stop_lab(directory: Path) -> None:
+    """Stop the lab serving ``directory`` (its VMs end with it) and its Azurite."""
+    directory = directory.resolve()
+    client = running_client(directory)
+    if client is not None:
+        stop_process_group(client.endpoints.pid)
+    record = directory / AZURITE_FILE
+    if record.exists():  # kept: the next start reuses Azurite's ports
+        pid = json.loads(record.read_text())["pid"]
+        if pid_alive(pid):
+            stop_process_group(pid)
