@@ -239,9 +239,10 @@ class Agent:
         ctx = self.startup
         if not self.attest(ctx):
             return
-        work: list[Callable[[], tuple[object, KeyOutcome]]] = [
-            partial(self.try_release, ref, ctx) for ref in self.config.keys]
-        work += [partial(self.try_probe, ref, ctx) for ref in self.config.isolation_probes]
+        work: list[Callable[[], KeyOutcome]] = [
+            partial(self._outcome_of, self.try_release, ref, ctx) for ref in self.config.keys]
+        work += [partial(self._outcome_of, self.try_probe, ref, ctx)
+                 for ref in self.config.isolation_probes]
         if len(work) <= 1:
             done = [step() for step in work]
         else:
@@ -250,7 +251,20 @@ class Agent:
                                     thread_name_prefix="release") as pool:
                 done = list(pool.map(lambda step: step(), work))
         if done:
-            self.report_outcomes(ctx, [outcome for _, outcome in done])
+            self.report_outcomes(ctx, done)
+
+    @staticmethod
+    def _outcome_of(attempt: Callable[[KeyRef, Context], tuple[object, KeyOutcome]],
+                    ref: KeyRef, ctx: Context) -> KeyOutcome:
+        """The outcome of one start-up release or probe. An unexpected error is that key's
+        failure: it must not hold back the one report of every other key's outcome."""
+        try:
+            return attempt(ref, ctx)[1]
+        except Exception as exc:
+            log.exception("trying %s failed unexpectedly", ref.label())
+            return make_outcome("failed", ref.kid, error_code=type(exc).__name__,
+                                error=f"unexpected {type(exc).__name__} while trying "
+                                      f"{ref.label()}; see the agent's log")
 
     # --- commands -----------------------------------------------------------------------
     def handle(self, command: Command) -> None:

@@ -148,13 +148,13 @@ def provision_party(context: df.DurableOrchestrationContext):
 
         step = f"attest:{party}"
         progress.start(step)
-        # An agent with no key to try sends no outcomes (every party has its own app key).
         got = yield from wait_reports(
-            context, nonce=nonce, expected=[(party, KEYS_SUBJECT)] if key_owner else [],
+            context, nonce=nonce, expected=[(party, KEYS_SUBJECT)],
             timeout=timing["report_timeout_seconds"],
             what=f"the guest agent of party {party} to report its key releases and "
-                 "isolation probes")
-        outcomes = got.get((party, KEYS_SUBJECT), {"party": party, "vm": vm_name})
+                 "isolation probes in one 'outcomes' report (an agent bundle built before "
+                 "report schema 3 reports each key alone: rebuild and republish it)")
+        outcomes = got[(party, KEYS_SUBJECT)]
         releases = release_outcomes(outcomes, key_owner)
         progress.set(releases=releases)
         problem = outcomes_problem(outcomes, key_owner)

@@ -65,6 +65,7 @@ from pydantic import (
 
 from cotenant.wire.fields import KeyRef, Nonce
 from cotenant.wire.fields import origin_only as _origin_only
+from cotenant.wire.reports import MAX_OUTCOMES
 
 CONFIG_SCHEMA_VERSION = 1
 IMDS_ENV = "AZURE_POD_IDENTITY_AUTHORITY_HOST"
@@ -226,8 +227,13 @@ class AgentConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique_keys(self) -> AgentConfig:
-        seen = [k.label() for k in self.keys]
-        probed = [k.label() for k in self.isolation_probes]
+        # One start-up report carries an outcome for each: bounded, and a key is one key
+        # whatever the case of its vault host or name (as the report's duplicate check).
+        if len(self.keys) + len(self.isolation_probes) > MAX_OUTCOMES:
+            raise ValueError(f"at most {MAX_OUTCOMES} keys and isolation_probes together "
+                             "(one start-up report carries an outcome for each)")
+        seen = [k.label().lower() for k in self.keys]
+        probed = [k.label().lower() for k in self.isolation_probes]
         for what, labels in (("keys", seen), ("isolation_probes", probed)):
             dupes = sorted({x for x in labels if labels.count(x) > 1})
             if dupes:

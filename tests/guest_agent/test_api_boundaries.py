@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from cotenant.azurite import Azurite
+from cotenant.wire.reports import make_outcome
 from guest_agent.agent import Agent
 from guest_agent.client import AgentClient, AgentError
 from guest_agent.retry import Backoff
@@ -176,3 +177,31 @@ def test_reports_held_back_by_an_unreachable_queue_are_delivered_later(
         assert [r.event for r in drain_reports(config)] == ["failed"]
     finally:
         agent.close()
+
+
+def test_a_start_up_step_that_fails_unexpectedly_is_that_keys_failure(
+        azurite: Azurite) -> None:
+    """One release or probe raising something unforeseen must not cost the control plane
+    the one report of every key's outcome (it would wait for it until its timeout)."""
+    config = make_config(azurite)
+    agent = Agent.from_config(config, backend=SealedTee())
+    refs = [*config.keys, *config.isolation_probes]
+    broken = refs[0]
+
+    def attempt(ref, ctx, **_):
+        if ref == broken:
+            raise RuntimeError("a defect")
+        return None, make_outcome("released", ref.kid + "/v1", key_version="v1")
+
+    agent.attest = lambda ctx: True  # the outermost edge: no attestation service here
+    agent.try_release = attempt
+    agent.try_probe = attempt
+    try:
+        agent.bootstrap()
+    finally:
+        agent.close()
+    (report,) = [r for r in drain_reports(config) if r.event == "outcomes"]
+    failed = [o for o in report.outcomes if o.event == "failed"]
+    assert [(o.key_id, o.error_code) for o in failed] == [(broken.kid, "RuntimeError")]
+    assert "a defect" not in (failed[0].error or "")  # no exception text, only its type
+    assert len(report.outcomes) == len(refs)

@@ -81,6 +81,22 @@ def test_rejects_unknown_fields_duplicates_and_sas() -> None:
         parse_config(data)
 
 
+def test_keys_are_one_key_whatever_their_case_and_fit_one_outcomes_report() -> None:
+    """The start-up pass reports one outcome per key and probe in one message: a key listed
+    twice in another case, or more keys than a report carries, fail at start, not later."""
+    data = _base()
+    first = data["keys"][0]
+    data["isolation_probes"] = [{**first, "name": first["name"].upper()}]
+    with pytest.raises(ConfigError, match="both allowed and probed"):
+        parse_config(data)
+    data = _base()
+    data["isolation_probes"] = [{**first, "name": f"other-{i}"} for i in range(64)]
+    with pytest.raises(ConfigError, match="at most 64 keys and isolation_probes"):
+        parse_config(data)
+    data["isolation_probes"] = data["isolation_probes"][:64 - len(data["keys"])]
+    assert len(parse_config(data).isolation_probes) == 64 - len(data["keys"])
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "guest_agent", *args],
                           capture_output=True, text=True, timeout=60)
