@@ -271,8 +271,7 @@ class TokenVerifier:
         for issuer in self._issuers:
             with self._lock:
                 if issuer not in self._keys:
-                    self._keys[issuer] = self._fetch_keys(issuer)
-                    self._fetched_at[issuer] = time.monotonic()
+                    self._load(issuer)
 
     def _key_for(self, issuer: str, kid: Any) -> rsa.RSAPublicKey:
         if not isinstance(kid, str) or not kid:
@@ -282,14 +281,18 @@ class TokenVerifier:
             last = self._fetched_at.get(issuer)
             stale = last is None or time.monotonic() - last >= self._min_refresh
             if keys is None or (kid not in keys and stale):
-                keys = self._fetch_keys(issuer)  # first use, or one refresh for an unknown kid
-                self._keys[issuer] = keys
-                self._fetched_at[issuer] = time.monotonic()
+                keys = self._load(issuer)  # first use, or one refresh for an unknown kid
         if kid not in keys:
             raise TokenError(
                 f"signing key {kid!r} is not published by the issuer", code="unknown_kid"
             )
         return keys[kid]
+
+    def _load(self, issuer: str) -> dict[str, rsa.RSAPublicKey]:
+        """Fetch and cache ``issuer``'s signing keys (the caller holds ``_lock``)."""
+        keys = self._keys[issuer] = self._fetch_keys(issuer)
+        self._fetched_at[issuer] = time.monotonic()
+        return keys
 
     def _fetch_keys(self, issuer: str) -> dict[str, rsa.RSAPublicKey]:
         discovery = self._get_json(self._issuers[issuer].rstrip("/") + _DISCOVERY_PATH)

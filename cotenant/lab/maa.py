@@ -81,8 +81,13 @@ class AttestationService:
             "jku": f"{authority_url(host)}/certs", "kid": authority.kid, "typ": "JWT"})
 
     # -- HTTP ------------------------------------------------------------------------------
+    async def _authority_of(self, request: Request) -> Authority:
+        """The request's authority; off the event loop (a first use makes its key and takes
+        the state's lock, which a vault request's thread may hold)."""
+        return await run_in_threadpool(self.authority, _host_of(request))
+
     async def openid_configuration(self, request: Request) -> JSONResponse:
-        iss = authority_url(self.authority(_host_of(request)).host)
+        iss = authority_url((await self._authority_of(request)).host)
         return JSONResponse({
             "response_types_supported": ["token", "none"],
             "id_token_signing_alg_values_supported": ["RS256"],
@@ -92,7 +97,7 @@ class AttestationService:
         })
 
     async def certs(self, request: Request) -> JSONResponse:
-        authority = self.authority(_host_of(request))
+        authority = await self._authority_of(request)
         cert = x509.load_pem_x509_certificate(authority.cert.encode())
         public = cert.public_key()
         assert isinstance(public, rsa.RSAPublicKey)

@@ -10,6 +10,7 @@ certificate with ``x5c`` chaining to the lab CA.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -40,15 +41,19 @@ class Releaser:
     def __init__(self, ca_bundle: str) -> None:
         self.ca_bundle = ca_bundle
         self._verifiers: dict[tuple[str, ...], TokenVerifier] = {}
-        self._prefetching: set[tuple[str, ...]] = set()
         self._lock = threading.Lock()
 
     def _verifier(self, authorities: list[str]) -> TokenVerifier:
+        return self._verifier_made(authorities)[0]
+
+    def _verifier_made(self, authorities: list[str]) -> tuple[TokenVerifier, bool]:
+        """The verifier of these authorities, and whether this call made it."""
         key = tuple(sorted(set(authorities)))
         with self._lock:
-            if key not in self._verifiers:
+            made = key not in self._verifiers
+            if made:
                 self._verifiers[key] = TokenVerifier(key, verify=self.ca_bundle)
-            return self._verifiers[key]
+            return self._verifiers[key], made
 
     def prepare(self, release_policy: str) -> None:
         """Fetch, in the background, the signing keys of the authorities ``release_policy``
@@ -59,20 +64,15 @@ class Releaser:
             authorities = parse_policy(release_policy).authorities
         except PolicyError:
             return
-        key = tuple(sorted(set(authorities)))
-        with self._lock:
-            if key in self._prefetching:
-                return
-            self._prefetching.add(key)
-        threading.Thread(target=self._prefetch, args=(key,), name="lab-jwks-prefetch",
-                         daemon=True).start()
+        verifier, made = self._verifier_made(authorities)
+        if made:
+            threading.Thread(target=self._prefetch, args=(verifier,), name="lab-jwks-prefetch",
+                             daemon=True).start()
 
-    def _prefetch(self, key: tuple[str, ...]) -> None:
-        try:
-            self._verifier(list(key)).prefetch()
-        except TokenError:  # the first release fetches them (and says why it cannot)
-            with self._lock:
-                self._prefetching.discard(key)
+    @staticmethod
+    def _prefetch(verifier: TokenVerifier) -> None:
+        with contextlib.suppress(TokenError):  # the first release fetches them (and says why)
+            verifier.prefetch()
 
     def release(self, vault: Vault, vault_url: str, key: Key, version: KeyVersion,
                 body: dict[str, Any], *, requested_version: str | None,
