@@ -321,14 +321,13 @@ class ResourceManager:
         request = {"kty": "RSA-HSM", "key_size": DISK_KEY_SIZE, "attributes": {"exportable": True},
                    "release_policy": {"data": b64url_encode(json.dumps(
                        p["diskKeyReleasePolicy"]).encode()), "immutable": False}}
-        # Its RSA key is taken before the state's lock (an empty stock makes one on the spot).
-        material = None if disk_key in vault.keys else kv.rsa_material(request)
+        # Made before the state's lock (an empty key stock generates its key on the spot).
+        version = None if disk_key in vault.keys else kv.new_version(request)
         with self.store.edit():
             vault.network = {"allowedIpRanges": p["allowedIpRanges"],
                              "vmSubnet": p["vmSubnetName"], "defaultAction": "Deny"}
-            if disk_key not in vault.keys:
-                vault.keys[disk_key] = Key(name=disk_key, versions=[
-                    kv.new_version(request, material=material)])
+            if version is not None and disk_key not in vault.keys:
+                vault.keys[disk_key] = Key(name=disk_key, versions=[version])
         des = self.identity.create(f"{p['desName']}-identity", rg)
         key_scope = f"{url}/keys/{disk_key}"
         self._grant(des.principal_id, key_scope, "Key Vault Crypto Service Encryption User")

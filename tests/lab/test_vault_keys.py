@@ -1,5 +1,5 @@
-"""A new key version's RSA key is drawn apart from the version (before the lab's state lock)
-and the version holds exactly that key."""
+"""A new key version is made apart from the lab's state (before its lock is taken): it holds
+a fresh key of the requested (or, rotated, the inherited) size; invalid requests fail."""
 
 from __future__ import annotations
 
@@ -13,23 +13,21 @@ POLICY = {"data": "eyJ2ZXJzaW9uIjoiMS4wLjAiLCJhbnlPZiI6W3siYXV0aG9yaXR5IjoiaHR0c
                   "5hdHRlc3QuYXp1cmUubmV0IiwiYWxsT2YiOlt7ImNsYWltIjoieCIsImVxdWFscyI6InkifV19XX0"}
 
 
-def test_a_version_holds_the_drawn_key_of_its_size() -> None:
+def test_a_version_holds_a_new_key_of_its_size_and_a_rotation_keeps_the_size() -> None:
     request = {"kty": "RSA-HSM", "key_size": 3072, "attributes": {"exportable": True},
                "release_policy": POLICY}
-    material = kv.rsa_material(request)
-    assert material is not None and load_private(material.encode()).key_size == 3072
-    version = kv.new_version(request, material=material)
-    assert version.material == material
-    rotated = kv.rsa_material({}, inherit=version)  # a rotation draws one of the same size
-    assert rotated is not None and load_private(rotated.encode()).key_size == 3072
-    assert kv.new_version({}, inherit=version, material=rotated).material == rotated
+    version = kv.new_version(request)
+    assert load_private(version.material.encode()).key_size == 3072
+    rotated = kv.new_version({}, inherit=version)
+    assert load_private(rotated.material.encode()).key_size == 3072
+    assert rotated.material != version.material
 
 
-def test_no_key_is_drawn_for_other_keys_and_invalid_requests_still_fail() -> None:
-    assert kv.rsa_material({"kty": "oct-HSM", "key_size": 256}) is None
-    assert kv.rsa_material({"kty": "EC-HSM"}) is None
-    bad = {"kty": "RSA-HSM", "key_size": 1024}
-    assert kv.rsa_material(bad) is None
-    with pytest.raises(HttpError) as info:
-        kv.new_version(bad, material=None)
-    assert info.value.status == 400 and "key_size" in info.value.message
+def test_other_keys_hold_no_rsa_key_and_invalid_requests_fail() -> None:
+    oct_version = kv.new_version({"kty": "oct-HSM", "key_size": 256})
+    assert len(bytes.fromhex(oct_version.material)) == 32
+    for bad, field in (({"kty": "RSA-HSM", "key_size": 1024}, "key_size"),
+                       ({"kty": "EC-HSM"}, "kty")):
+        with pytest.raises(HttpError) as info:
+            kv.new_version(bad)
+        assert info.value.status == 400 and field in info.value.message

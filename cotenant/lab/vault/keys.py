@@ -72,21 +72,10 @@ def flag(attributes: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
-def rsa_material(body: dict[str, Any], *, inherit: KeyVersion | None = None) -> str | None:
-    """The RSA private key (PEM) that ``new_version`` of the same arguments will hold, or None
-    when it holds none (or the request is invalid: ``new_version`` says why). Taken before
-    the lab's state lock: an empty key stock generates it on the spot (50–200 ms)."""
-    kty = body.get("kty", inherit.kty if inherit else None)
-    size = body.get("key_size") or (inherit.key_size if inherit else 2048)
-    if kty not in RSA_KTYS or size not in RSA_SIZES:
-        return None
-    return POOL.private_pem(size).decode()
-
-
 def new_version(body: dict[str, Any], *, exportable_default: bool = False,
-                inherit: KeyVersion | None = None, material: str | None = None) -> KeyVersion:
-    """A new key version from a create request (or a rotation of ``inherit``); an RSA key
-    holds ``material`` (from :func:`rsa_material` of the same arguments) or a new key."""
+                inherit: KeyVersion | None = None) -> KeyVersion:
+    """A new key version from a create request (or a rotation of ``inherit``), with new key
+    material; it touches no lab state (make it before taking the state's lock)."""
     kty = body.get("kty", inherit.kty if inherit else None)
     if kty not in KTYS:
         raise bad(f"kty must be one of {', '.join(KTYS)}")
@@ -102,7 +91,7 @@ def new_version(body: dict[str, Any], *, exportable_default: bool = False,
         exponent = body.get("public_exponent") or 65537
         if exponent != 65537:
             raise bad("public_exponent must be 65537")
-        material = material or POOL.private_pem(size).decode()
+        material = POOL.private_pem(size).decode()
         default_ops = RSA_OPS
     else:
         size = body.get("key_size") or (inherit.key_size if inherit else 256)

@@ -52,7 +52,6 @@ class _Call:
         self.vault, self.caller, self.segments = vault, caller, segments
         self.method, self.body, self.api_version = method, body, api_version
         self.url = vault_url(vault.name)
-        self.material: str | None = None  # a new RSA version's key, drawn before the lock
 
     @property
     def principal(self) -> str:
@@ -146,27 +145,16 @@ class VaultService:
 
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch(self, call: _Call) -> tuple[int, Any]:
-        """Serve one call; everything but a release runs under the state lock (a release
-        fetches the issuer's keys over HTTP from this same process, so it must not)."""
-        if call.segments[-1:] == ["release"]:
+        """Serve one call; everything but a release, a create and a rotate runs under the
+        state lock. A release fetches the issuer's keys over HTTP from this same process;
+        a create or rotate makes its key first (an empty key stock generates one: every
+        vault request and deployment would wait for it) and locks only to store it."""
+        seg = call.segments
+        if seg[-1:] == ["release"] or (call.method == "POST" and len(seg) == 3
+                                       and seg[0] == "keys" and seg[2] in ("create", "rotate")):
             return self._route(call)
-        call.material = self._new_key_material(call)
         with self.store.lock:
             return self._route(call)
-
-    def _new_key_material(self, call: _Call) -> str | None:
-        """For an authorized create or rotate of an RSA key: its new key, taken from the
-        stock before the state's lock (an empty stock makes one: every vault and deployment
-        would wait for it). The route checks everything again under the lock."""
-        seg = call.segments
-        if call.method != "POST" or len(seg) != 3 or seg[0] != "keys" \
-                or seg[2] not in ("create", "rotate"):
-            return None
-        self._authorize(call, seg[1], seg[2])
-        if seg[2] == "create":
-            return kv.rsa_material(call.body)
-        key = call.vault.keys.get(seg[1])
-        return kv.rsa_material({}, inherit=key.latest) if key is not None else None
 
     def _route(self, call: _Call) -> tuple[int, Any]:
         seg, method = call.segments, call.method
@@ -215,13 +203,13 @@ class VaultService:
         self._authorize(call, name, "create")
         if not name or not all(c.isascii() and (c.isalnum() or c == "-") for c in name):
             raise kv.bad(f"invalid key name {name!r}")
+        version = kv.new_version(call.body)
         with self.store.edit():
             if name in call.vault.deleted_keys:
                 raise HttpError(409, "Conflict", f"Key {name} is currently in a deleted but "
                                 "recoverable state, and its name cannot be reused; in this "
                                 "state, the key can only be recovered or purged.")
             key = call.vault.keys.get(name)
-            version = kv.new_version(call.body, material=call.material)
             if key is None:
                 key = call.vault.keys[name] = Key(name=name)
             key.versions.append(version)
@@ -231,9 +219,11 @@ class VaultService:
 
     def _rotate(self, call: _Call, name: str) -> tuple[int, Any]:
         self._authorize(call, name, "rotate")
+        with self.store.lock:
+            latest = self._key(call, name).latest
+        version = kv.new_version({}, inherit=latest)
         with self.store.edit():
             key = self._key(call, name)
-            version = kv.new_version({}, inherit=key.latest, material=call.material)
             key.versions.append(version)
         return 200, kv.bundle(call.vault, call.url, key, version)
 
